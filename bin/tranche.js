@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// tranche's command line. The source is TypeScript, run by Node's built-in type stripping
+// (Node 22.18+ / 24 LTS), so there is no build step.
+
+// kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as
+// TimeoutNegativeWarning on every start; it is harmless (Node uses 1 ms). Other warnings print.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
+});
+
+const { main } = await import('../src/cli/main.ts');
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// Give pending log writes a moment, then leave even if a client keeps a socket open.
+setTimeout(() => process.exit(code), 200).unref();

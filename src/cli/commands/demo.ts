@@ -1,0 +1,169 @@
+/**
+ * `tranche demo`: the whole pipeline on a generated data set. Seeds (in its own schema, so it
+ * touches nothing else), starts N service instances as separate processes, starts one run,
+ * shows its progress and ends with a summary and an independent SQL check that no eligible
+ * subscription is left. Exits 0 only if that check holds.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createContext } from '../context.ts';
+import { identifyRun } from '../../identification/identify.ts';
+import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../runs/run-store.ts';
+import { countEligible, seed } from '../../seed.ts';
+import { ensureTopics } from '../../service.ts';
+import { createStreamClient } from '../../stream/kafka.ts';
+import type { CommandContext } from '../context.ts';
+
+export interface DemoOptions {
+  subscriptions: number;
+  products: number;
+  changed: number;
+  instances: number;
+  partitionSize: number;
+  timeout: number;
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/tranche.js', import.meta.url));
+const LOG_DIR = fileURLToPath(new URL('../../../.cache/demo/', import.meta.url));
+
+/** Demo isolation: its own schema, Redis prefix, topics and consumer group, unless set. */
+export const DEMO_ENV = {
+  DB_SCHEMA: 'tranche_demo',
+  REDIS_PREFIX: 'tranche-demo',
+  KAFKA_GROUP_ID: 'tranche-demo-appliers',
+  TOPIC_UPDATES: 'tranche-demo.subscription-updates',
+  TOPIC_DEAD_LETTERS: 'tranche-demo.dead-letters',
+  TOPIC_RUN_EVENTS: 'tranche-demo.run-events',
+} as const;
+
+const fmt = (n: number) => n.toLocaleString('en-US');
+
+export function demoContext(env: NodeJS.ProcessEnv = process.env): { ctx: CommandContext; env: NodeJS.ProcessEnv } {
+  const merged: NodeJS.ProcessEnv = { ...env };
+  for (const [k, v] of Object.entries(DEMO_ENV)) if (!merged[k]) merged[k] = v;
+  merged.INSTANCE_ID ||= 'demo-cli';
+  // The demo prints its own progress; its process logs only warnings unless asked.
+  merged.LOG_LEVEL ||= 'warn';
+  return { ctx: createContext({}, merged), env: merged };
+}
+
+function startInstance(env: NodeJS.ProcessEnv, index: number): { child: ChildProcess; logFile: string } {
+  mkdirSync(LOG_DIR, { recursive: true });
+  const logFile = `${LOG_DIR}instance-${index}.log`;
+  const out = createWriteStream(logFile);
+  const child = spawn(process.execPath, [BIN, 'serve'], {
+    env: { ...env, INSTANCE_ID: `demo-${index}`, HTTP_PORT: '0', CRON_ENABLED: 'false', LOG_LEVEL: process.env.LOG_LEVEL || 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  return { child, logFile };
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function stopInstances(instances: { child: ChildProcess }[], graceMs: number): Promise<void> {
+  await Promise.all(
+    instances.map(
+      ({ child }) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+export async function demoCommand(options: DemoOptions): Promise<number> {
+  const { ctx, env } = demoContext();
+  const { config } = ctx;
+  const out = (line: string) => console.log(line);
+  const instances: { child: ChildProcess; logFile: string }[] = [];
+  try {
+    const db = await ctx.openDb();
+    out(`tranche demo: schema "${config.dbSchema}", ${options.instances} instances, partitions of ${fmt(options.partitionSize)} rows`);
+    const seeded = await seed(db, { subscriptions: options.subscriptions, products: options.products, changed: options.changed, reset: true });
+    out(
+      `seeded ${fmt(seeded.subscriptions)} subscriptions over ${seeded.products} products; ` +
+        `${seeded.changedProducts.length} products have a new version, ${fmt(seeded.eligible)} subscriptions to migrate`,
+    );
+    const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: 'tranche-demo' }, ctx.log);
+    await ensureTopics(stream, config);
+    await stream.disconnect();
+
+    for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, i));
+    out(`started ${options.instances} service instances (logs in .cache/demo/)`);
+
+    const co = ctx.openCoordination();
+    const run = await createRun(db, {
+      migration: SUBSCRIPTION_MIGRATION,
+      trigger: 'manual',
+      partitionSize: options.partitionSize,
+      maxPartitions: config.maxPartitionsPerProduct,
+      instanceId: config.instanceId,
+      leaseMs: config.identifyLeaseMs,
+    });
+    const identified = await identifyRun({ db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, run.runId);
+    out(`run ${run.runId}: ${run.products.length} products, ${identified.partitions} partitions, ${fmt(identified.rows)} rows`);
+
+    const deadline = Date.now() + options.timeout * 1000;
+    const tty = process.stdout.isTTY === true;
+    let lastLine = '';
+    let report = await getRunStatus(db.pool, run.runId);
+    while (report && !['completed', 'failed', 'cancelled'].includes(report.status)) {
+      const exited = instances.find((i) => i.child.exitCode !== null || i.child.signalCode !== null);
+      if (exited) {
+        out(`\nan instance exited unexpectedly; its log ends with:\n${tail(exited.logFile)}`);
+        return 1;
+      }
+      if (Date.now() > deadline) {
+        out(`\ntimed out after ${options.timeout} s with the run ${report.status}`);
+        return 1;
+      }
+      const pct = report.rows.total > 0 ? (100 * report.rows.applied) / report.rows.total : 100;
+      const line =
+        `run ${report.runId} ${report.status}: partitions ${report.partitions.completed}/${report.partitions.total} produced, ` +
+        `rows ${fmt(report.rows.applied)}/${fmt(report.rows.total)} applied (${pct.toFixed(1)}%)`;
+      if (tty) process.stdout.write(`\r${line.padEnd(lastLine.length)}`);
+      else if (line !== lastLine) out(line);
+      lastLine = line;
+      await new Promise((r) => setTimeout(r, 500));
+      report = await getRunStatus(db.pool, run.runId);
+    }
+    if (tty) process.stdout.write('\n');
+    if (!report) throw new Error(`run ${run.runId} disappeared`);
+    const timing = await db.pool.query<{ seconds: number }>(
+      'SELECT extract(epoch FROM completed_at - created_at)::float8 AS seconds FROM migration_runs WHERE id = $1',
+      [run.runId],
+    );
+    const seconds = timing.rows[0]?.seconds ?? Number.NaN;
+    const left = await countEligible(db);
+    out('');
+    out('summary');
+    out(`  run id              ${report.runId} (${report.status})`);
+    out(`  partitions          ${report.partitions.total} (${report.partitions.completed} completed, ${report.partitions.failed} failed)`);
+    out(`  rows migrated       ${fmt(report.rows.applied)} of ${fmt(report.rows.total)}`);
+    out(`  duration            ${seconds.toFixed(1)} s (run created to run completed)`);
+    out(`  throughput          ${fmt(Math.round(report.rows.applied / seconds))} rows/s`);
+    out(`  dead letters        ${report.deadLetters}`);
+    out(`  eligible left       ${left}  (check: psql -h 127.0.0.1 -U postgres -c "SELECT count(*) FROM ${config.dbSchema}.subscriptions s JOIN ${config.dbSchema}.products p USING (product_key) WHERE s.product_version < p.product_version")`);
+    const ok = report.status === 'completed' && left === 0;
+    out(ok ? 'OK: every eligible subscription was migrated' : 'FAILED: eligible subscriptions are left behind');
+    return ok ? 0 : 1;
+  } finally {
+    await stopInstances(instances, 15_000);
+    await ctx.close();
+  }
+}

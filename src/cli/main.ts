@@ -1,0 +1,150 @@
+/**
+ * The `tranche` command line: turns argv into calls of the library, and maps errors to exit
+ * codes in one place: 0 ok, 1 unexpected failure, 2 bad input or configuration (nothing was
+ * changed), 3 a service is unreachable. Set LOG_LEVEL=debug or pass --debug for stack traces.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, ServiceUnavailableError, UserError } from '../errors.ts';
+import { rerunCommand, runActionCommand } from './commands/control.ts';
+import { demoCommand } from './commands/demo.ts';
+import { identifyCommand } from './commands/identify.ts';
+import { migrateCommand } from './commands/migrate.ts';
+import { seedCommand } from './commands/seed.ts';
+import { serveCommand } from './commands/serve.ts';
+import { statusCommand } from './commands/status.ts';
+import { type CommandContext, createContext } from './context.ts';
+import { collect, nonNegativeInt, parseId, positiveInt } from './parse.ts';
+
+let exitCode = 0;
+let debug = process.argv.includes('--debug');
+
+async function withContext(overrides: Parameters<typeof createContext>[0], fn: (ctx: CommandContext) => Promise<void>): Promise<void> {
+  const ctx = createContext(overrides);
+  try {
+    await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+function buildProgram(): Command {
+  const program = new Command('tranche')
+    .description('Partitioned batch-migration scheduler: exact partitions, crash-safe tasks, a Kafka update stream applied idempotently.')
+    .option('--debug', 'print stack traces of errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('migrate')
+    .description('apply pending schema migrations to DB_SCHEMA')
+    .action(() => withContext({}, migrateCommand));
+
+  program
+    .command('seed')
+    .description('generate products and subscriptions (set-based, fast)')
+    .option('--subscriptions <n>', 'subscriptions to create', nonNegativeInt, 200_000)
+    .option('--products <n>', 'products to create', positiveInt, 20)
+    .option('--changed <n>', 'products that get a new version', nonNegativeInt, 5)
+    .option('--seed <n>', 'random seed, for a reproducible data set', nonNegativeInt, 42)
+    .option('--reset', 'delete existing products, subscriptions and runs first')
+    .option('--json', 'print one JSON object')
+    .action((opts) => withContext({}, (ctx) => seedCommand(ctx, opts)));
+
+  program
+    .command('identify')
+    .description('start a run now: find changed products, cut partitions, schedule one task per partition')
+    .option('--partition-size <n>', 'target rows per partition (default PARTITION_SIZE)', positiveInt)
+    .option('--max-partitions <n>', 'cap on partitions per product (default MAX_PARTITIONS_PER_PRODUCT)', positiveInt)
+    .option('--product <key>', 'only this product (repeatable)', collect)
+    .option('--force', 'start even while another run is active; its products are skipped')
+    .option('--dry-run', 'print the partitions it would create and write nothing')
+    .option('--json', 'print one JSON object with runId')
+    .action((opts) => withContext({}, (ctx) => identifyCommand(ctx, opts)));
+
+  program
+    .command('serve')
+    .description('run one service instance: nightly trigger, partition workers, update consumer, HTTP')
+    .action(() => withContext({}, serveCommand));
+
+  program
+    .command('status')
+    .argument('[run]', 'run id (omit for the latest runs)', (v) => parseId(v, 'run'))
+    .description('show a run (or the latest runs): state, partitions, rows, dead letters')
+    .option('--json', 'print JSON')
+    .option('--limit <n>', 'runs to list without RUN', positiveInt, 20)
+    .action((run, opts) => withContext({}, (ctx) => statusCommand(ctx, run, opts)));
+
+  program
+    .command('runs')
+    .description('list the latest runs')
+    .option('--json', 'print JSON')
+    .option('--limit <n>', 'runs to list', positiveInt, 20)
+    .action((opts) => withContext({}, (ctx) => statusCommand(ctx, undefined, opts)));
+
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    program
+      .command(action)
+      .argument('<run>', 'run id', (v) => parseId(v, 'run'))
+      .description(`${action} a run in every instance`)
+      .action((run) => withContext({}, (ctx) => runActionCommand(ctx, action, run)));
+  }
+
+  program
+    .command('rerun')
+    .description('reset partitions to their lower bound and schedule them again')
+    .addOption(new Option('--partition <id>', 'one partition').argParser((v) => parseId(v, 'partition')))
+    .addOption(new Option('--run <id>', 'a run (with --failed)').argParser((v) => parseId(v, 'run')))
+    .option('--failed', 'every failed partition of --run')
+    .option('--json', 'print JSON')
+    .action((opts) => withContext({}, (ctx) => rerunCommand(ctx, opts)));
+
+  program
+    .command('demo')
+    .description('seed a data set, start service instances, run one migration and check the result')
+    .option('--subscriptions <n>', 'subscriptions to generate', positiveInt, 200_000)
+    .option('--products <n>', 'products', positiveInt, 20)
+    .option('--changed <n>', 'products with a new version', nonNegativeInt, 5)
+    .option('--instances <n>', 'service instances to start', positiveInt, 3)
+    .option('--partition-size <n>', 'rows per partition', positiveInt, 5000)
+    .option('--timeout <seconds>', 'give up after this long', positiveInt, 600)
+    .action(async (opts) => {
+      exitCode = await demoCommand(opts);
+    });
+
+  return program;
+}
+
+function report(error: unknown): number {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return 0;
+    return 2; // commander already printed the message
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (debug && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+  if (error instanceof ConfigError || error instanceof UserError) {
+    process.stderr.write(`tranche: ${message}\n`);
+    return 2;
+  }
+  if (error instanceof ServiceUnavailableError) {
+    process.stderr.write(`tranche: ${message}\n`);
+    return 3;
+  }
+  const code = (error as { code?: string }).code;
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || /connect|broker/i.test(error instanceof Error ? error.constructor.name : '')) {
+    process.stderr.write(`tranche: a service is unreachable: ${message}\n`);
+    return 3;
+  }
+  process.stderr.write(`tranche: ${message}${debug ? '' : ' (run with --debug for details)'}\n`);
+  return 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  debug = argv.includes('--debug');
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    return report(error);
+  }
+}

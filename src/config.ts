@@ -1,0 +1,258 @@
+/**
+ * The one place that reads `process.env`. Settings resolve as
+ * flags (overrides) > environment > defaults into one frozen, validated object.
+ *
+ * @example
+ *   const config = loadConfig(process.env, { partitionSize: 5000 });
+ */
+import { hostname } from 'node:os';
+import cron from 'node-cron';
+import { ConfigError } from './errors.ts';
+
+export type MissedSlotPolicy = 'catch-up' | 'skip';
+
+export interface Config {
+  /** DATABASE_URL: Postgres connection string. */
+  readonly databaseUrl: string;
+  /** DB_SCHEMA: schema holding tranche's tables and the data to migrate. */
+  readonly dbSchema: string;
+  /** DB_POOL_SIZE: connections per instance. */
+  readonly dbPoolSize: number;
+  /** REDIS_URL: Redis connection string. */
+  readonly redisUrl: string;
+  /** REDIS_PREFIX: prefix of every Redis key and channel. */
+  readonly redisPrefix: string;
+  /** KAFKA_BROKERS: comma-separated host:port list. */
+  readonly kafkaBrokers: readonly string[];
+  /** KAFKA_CLIENT_ID */
+  readonly kafkaClientId: string;
+  /** KAFKA_GROUP_ID: the consumer group that applies update records. */
+  readonly kafkaGroupId: string;
+  /** TOPIC_UPDATES */
+  readonly topicUpdates: string;
+  /** TOPIC_DEAD_LETTERS */
+  readonly topicDeadLetters: string;
+  /** TOPIC_RUN_EVENTS */
+  readonly topicRunEvents: string;
+  /** KAFKA_TOPIC_PARTITIONS: partitions of topics tranche creates. */
+  readonly kafkaTopicPartitions: number;
+  /** KAFKA_REPLICATION_FACTOR: replication of topics tranche creates. */
+  readonly kafkaReplicationFactor: number;
+  /** CRON_ENABLED: whether `serve` fires the nightly trigger. */
+  readonly cronEnabled: boolean;
+  /** CRON_SCHEDULE: node-cron expression (5 or 6 fields; seconds first when 6). */
+  readonly cronSchedule: string;
+  /** CRON_TIMEZONE: IANA time zone of the schedule. */
+  readonly cronTimezone: string;
+  /** CRON_MISSED: what a starting instance does with a slot missed while all were down. */
+  readonly cronMissed: MissedSlotPolicy;
+  /** PARTITION_SIZE: target rows per partition. */
+  readonly partitionSize: number;
+  /** MAX_PARTITIONS_PER_PRODUCT: cap; the partition size grows to respect it. */
+  readonly maxPartitionsPerProduct: number;
+  /** PAGE_SIZE: rows per keyset page (one Kafka batch per page). */
+  readonly pageSize: number;
+  /** WORKER_CONCURRENCY: partition tasks one instance runs at once. */
+  readonly workerConcurrency: number;
+  /** POLL_INTERVAL_MS: fallback polling for due tasks when no wake-up arrives. */
+  readonly pollIntervalMs: number;
+  /** HEARTBEAT_INTERVAL_MS: how often a running task heartbeats. */
+  readonly heartbeatIntervalMs: number;
+  /** HEARTBEAT_TIMEOUT_MS: a task whose heartbeat is older is dead and claimable again. */
+  readonly heartbeatTimeoutMs: number;
+  /** MAX_ATTEMPTS: attempts of a partition before it is marked failed. */
+  readonly maxAttempts: number;
+  /** RETRY_BASE_MS: first retry delay; doubles per attempt, with jitter. */
+  readonly retryBaseMs: number;
+  /** IDENTIFY_LEASE_MS: lease of the identifying instance; another takes over after it. */
+  readonly identifyLeaseMs: number;
+  /** RECONCILE_INTERVAL_MS: how often counters and completion are checked against Postgres. */
+  readonly reconcileIntervalMs: number;
+  /** SHUTDOWN_GRACE_MS: time allowed for a graceful stop. */
+  readonly shutdownGraceMs: number;
+  /** HTTP_PORT: health and status endpoints of `serve` (0 disables). */
+  readonly httpPort: number;
+  /** LOG_LEVEL: trace, debug, info, warn, error, fatal or silent. */
+  readonly logLevel: string;
+  /** INSTANCE_ID: name of this instance in tasks and logs. */
+  readonly instanceId: string;
+}
+
+type Raw = Record<string, string | undefined>;
+
+const DEFAULTS = {
+  DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres',
+  DB_SCHEMA: 'public',
+  DB_POOL_SIZE: '10',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  REDIS_PREFIX: 'tranche',
+  KAFKA_BROKERS: '127.0.0.1:9092',
+  KAFKA_CLIENT_ID: 'tranche',
+  KAFKA_GROUP_ID: 'tranche-appliers',
+  TOPIC_UPDATES: 'tranche.subscription-updates',
+  TOPIC_DEAD_LETTERS: 'tranche.dead-letters',
+  TOPIC_RUN_EVENTS: 'tranche.run-events',
+  KAFKA_TOPIC_PARTITIONS: '6',
+  KAFKA_REPLICATION_FACTOR: '1',
+  CRON_ENABLED: 'true',
+  CRON_SCHEDULE: '0 2 * * *',
+  CRON_TIMEZONE: 'UTC',
+  CRON_MISSED: 'catch-up',
+  PARTITION_SIZE: '10000',
+  MAX_PARTITIONS_PER_PRODUCT: '1000',
+  PAGE_SIZE: '1000',
+  WORKER_CONCURRENCY: '2',
+  POLL_INTERVAL_MS: '5000',
+  HEARTBEAT_INTERVAL_MS: '2000',
+  HEARTBEAT_TIMEOUT_MS: '10000',
+  MAX_ATTEMPTS: '5',
+  RETRY_BASE_MS: '1000',
+  IDENTIFY_LEASE_MS: '15000',
+  RECONCILE_INTERVAL_MS: '3000',
+  SHUTDOWN_GRACE_MS: '20000',
+  HTTP_PORT: '8080',
+  LOG_LEVEL: 'info',
+} as const satisfies Raw;
+
+export type ConfigVariable = keyof typeof DEFAULTS | 'INSTANCE_ID';
+
+/** Flag-level overrides, keyed by environment variable name. */
+export type ConfigOverrides = Partial<Record<ConfigVariable, string | number | boolean>>;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Resolves and validates the configuration.
+ * Throws {@link ConfigError} naming the first bad variable.
+ */
+export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = {}): Config {
+  const pick = (name: ConfigVariable): string => {
+    const flag = overrides[name];
+    if (flag !== undefined) return String(flag);
+    const value = env[name];
+    if (value !== undefined && value !== '') return value;
+    return name === 'INSTANCE_ID' ? `${hostname()}-${process.pid}` : DEFAULTS[name];
+  };
+  const int = (name: ConfigVariable, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = pick(name);
+    const n = /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(name, `must be an integer from ${min} to ${max} (got "${raw}")`);
+    }
+    return n;
+  };
+  const bool = (name: ConfigVariable): boolean => {
+    const raw = pick(name).toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+    if (['false', '0', 'no', 'off'].includes(raw)) return false;
+    throw new ConfigError(name, `must be true or false (got "${raw}")`);
+  };
+  const url = (name: ConfigVariable, protocols: string[]): string => {
+    const raw = pick(name);
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      throw new ConfigError(name, `is not a valid URL (got "${raw}")`);
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      throw new ConfigError(name, `must start with ${protocols.join(' or ')} (got "${raw}")`);
+    }
+    return raw;
+  };
+  const topic = (name: ConfigVariable): string => {
+    const raw = pick(name);
+    if (!/^[A-Za-z0-9._-]{1,249}$/.test(raw)) {
+      throw new ConfigError(name, `must be a Kafka topic name of letters, digits, ".", "_" or "-" (got "${raw}")`);
+    }
+    return raw;
+  };
+
+  const brokersRaw = pick('KAFKA_BROKERS');
+  const kafkaBrokers = brokersRaw.split(',').map((b) => b.trim()).filter(Boolean);
+  if (kafkaBrokers.length === 0 || kafkaBrokers.some((b) => !/^[^\s:]+:\d{1,5}$/.test(b))) {
+    throw new ConfigError('KAFKA_BROKERS', `must be a comma-separated list of host:port (got "${brokersRaw}")`);
+  }
+  const dbSchema = pick('DB_SCHEMA');
+  if (!IDENT.test(dbSchema)) {
+    throw new ConfigError('DB_SCHEMA', `must be a lower-case SQL identifier (got "${dbSchema}")`);
+  }
+  const cronTimezone = pick('CRON_TIMEZONE');
+  assertTimezone(cronTimezone);
+  const cronSchedule = pick('CRON_SCHEDULE');
+  assertCronExpression(cronSchedule);
+  const cronMissed = pick('CRON_MISSED');
+  if (cronMissed !== 'catch-up' && cronMissed !== 'skip') {
+    throw new ConfigError('CRON_MISSED', `must be catch-up or skip (got "${cronMissed}")`);
+  }
+  const logLevel = pick('LOG_LEVEL').toLowerCase();
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+  const redisPrefix = pick('REDIS_PREFIX');
+  if (!/^[A-Za-z0-9:._-]{1,100}$/.test(redisPrefix)) {
+    throw new ConfigError('REDIS_PREFIX', `must be 1-100 letters, digits, ":", ".", "_" or "-" (got "${redisPrefix}")`);
+  }
+  const heartbeatIntervalMs = int('HEARTBEAT_INTERVAL_MS', 100, 3_600_000);
+  const heartbeatTimeoutMs = int('HEARTBEAT_TIMEOUT_MS', 500, 86_400_000);
+  if (heartbeatTimeoutMs < 2 * heartbeatIntervalMs) {
+    throw new ConfigError('HEARTBEAT_TIMEOUT_MS', `must be at least twice HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs})`);
+  }
+  const instanceId = pick('INSTANCE_ID');
+  if (!/^[\w.:@-]{1,200}$/.test(instanceId)) {
+    throw new ConfigError('INSTANCE_ID', `must be 1-200 letters, digits, ".", ":", "@", "_" or "-" (got "${instanceId}")`);
+  }
+
+  return Object.freeze({
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
+    dbSchema,
+    dbPoolSize: int('DB_POOL_SIZE', 2, 1000),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    redisPrefix,
+    kafkaBrokers: Object.freeze(kafkaBrokers),
+    kafkaClientId: pick('KAFKA_CLIENT_ID'),
+    kafkaGroupId: pick('KAFKA_GROUP_ID'),
+    topicUpdates: topic('TOPIC_UPDATES'),
+    topicDeadLetters: topic('TOPIC_DEAD_LETTERS'),
+    topicRunEvents: topic('TOPIC_RUN_EVENTS'),
+    kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', 1, 10_000),
+    kafkaReplicationFactor: int('KAFKA_REPLICATION_FACTOR', 1, 100),
+    cronEnabled: bool('CRON_ENABLED'),
+    cronSchedule,
+    cronTimezone,
+    cronMissed,
+    partitionSize: int('PARTITION_SIZE', 1, 100_000_000),
+    maxPartitionsPerProduct: int('MAX_PARTITIONS_PER_PRODUCT', 1, 1_000_000),
+    pageSize: int('PAGE_SIZE', 1, 100_000),
+    workerConcurrency: int('WORKER_CONCURRENCY', 1, 1000),
+    pollIntervalMs: int('POLL_INTERVAL_MS', 10, 3_600_000),
+    heartbeatIntervalMs,
+    heartbeatTimeoutMs,
+    maxAttempts: int('MAX_ATTEMPTS', 1, 1000),
+    retryBaseMs: int('RETRY_BASE_MS', 0, 3_600_000),
+    identifyLeaseMs: int('IDENTIFY_LEASE_MS', 1000, 3_600_000),
+    reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 100, 3_600_000),
+    shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 100, 3_600_000),
+    httpPort: int('HTTP_PORT', 0, 65_535),
+    logLevel,
+    instanceId,
+  });
+}
+
+/** Throws a ConfigError unless `expression` is a valid node-cron expression. */
+export function assertCronExpression(expression: string, variable = 'CRON_SCHEDULE'): void {
+  const fields = expression.trim().split(/\s+/);
+  if ((fields.length !== 5 && fields.length !== 6) || !cron.validate(expression)) {
+    throw new ConfigError(variable, `is not a valid cron expression of 5 or 6 fields (got "${expression}")`);
+  }
+}
+
+/** Throws a ConfigError unless `zone` is an IANA time zone this runtime knows. */
+export function assertTimezone(zone: string, variable = 'CRON_TIMEZONE'): void {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+  } catch {
+    throw new ConfigError(variable, `is not an IANA time zone (got "${zone}")`);
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Applies update records from Kafka to Postgres, one statement per batch, idempotently.
+ *
+ * Per fetched batch: validate every record (invalid ones become dead letters), keep one
+ * record per row (the highest target), apply them in one transaction that also adds what
+ * really changed to each partition's `rows_applied` and records dead letters, then send the
+ * dead letters to their topic, then decrement the Redis counters by what changed. Kafka
+ * offsets are committed by the caller only after all that returned, so a crash anywhere
+ * means a replay, and a replay changes nothing.
+ */
+import type { Coordination } from '../coordination/redis.ts';
+import { type Db, inTransaction } from '../db.ts';
+import type { Logger } from '../logger.ts';
+import { loadSql } from '../sql.ts';
+import type { IncomingBatch, StreamClient } from '../stream/kafka.ts';
+import { decodeUpdateRecord, type UpdateRecord } from '../stream/update-record.ts';
+
+export interface ApplierDeps {
+  db: Db;
+  stream: StreamClient;
+  coordination: Coordination | null;
+  log: Logger;
+  topicDeadLetters: string;
+  /** Most records applied by one statement. */
+  chunkSize?: number;
+  /** Called with a run whose counter reached zero (or was lost): it may be complete. */
+  onRunMaybeDone(runId: number): void;
+  /** Called after each applied chunk (metrics, tests). */
+  onApplied?(event: { records: number; changed: number; deadLetters: number }): void;
+}
+
+interface DeadLetter {
+  offset: string;
+  key: string | null;
+  value: string | null;
+  reason: string;
+  runId: number | null;
+  partitionId: number | null;
+}
+
+interface Valid {
+  offset: string;
+  record: UpdateRecord;
+}
+
+/** Keeps one record per row id: the one with the highest target version (ties: the latest). */
+export function latestPerRow(records: Valid[]): Valid[] {
+  const byId = new Map<number, Valid>();
+  for (const r of records) {
+    const seen = byId.get(r.record.id);
+    if (!seen || r.record.toVersion >= seen.record.toVersion) byId.set(r.record.id, r);
+  }
+  return [...byId.values()];
+}
+
+export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Promise<void> {
+  const chunkSize = deps.chunkSize ?? 5000;
+  return async (batch) => {
+    const valid: Valid[] = [];
+    const dead: DeadLetter[] = [];
+    for (const m of batch.messages) {
+      const decoded = decodeUpdateRecord(m.key, m.value);
+      if (decoded.ok) valid.push({ offset: m.offset, record: decoded.record });
+      else dead.push({ offset: m.offset, key: m.key, value: m.value, reason: decoded.reason, runId: null, partitionId: null });
+    }
+    const unique = latestPerRow(valid);
+    const changedByRun = new Map<number, number>();
+    for (let start = 0; start < Math.max(unique.length, 1); start += chunkSize) {
+      const chunk = unique.slice(start, start + chunkSize);
+      const chunkDead = start === 0 ? dead : [];
+      if (chunk.length === 0 && chunkDead.length === 0) break;
+      const missing: DeadLetter[] = [];
+      const changed = await inTransaction(deps.db.pool, async (tx) => {
+        const perPartition = new Map<number, number>();
+        if (chunk.length > 0) {
+          const { rows } = await tx.query<{ kind: string; run_id: number; partition_id: number; n: number; id: number | null }>(
+            loadSql('apply-updates'),
+            [
+              chunk.map((c) => c.record.id),
+              chunk.map((c) => c.record.toVersion),
+              chunk.map((c) => c.record.runId),
+              chunk.map((c) => c.record.partitionId),
+            ],
+          );
+          for (const row of rows) {
+            if (row.kind === 'changed') {
+              perPartition.set(row.partition_id, (perPartition.get(row.partition_id) ?? 0) + row.n);
+              changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
+            } else {
+              const source = chunk.find((c) => c.record.id === row.id);
+              missing.push({
+                offset: source?.offset ?? '-1',
+                key: row.id === null ? null : String(row.id),
+                value: source ? JSON.stringify(source.record) : null,
+                reason: 'row-not-found',
+                runId: row.run_id,
+                partitionId: row.partition_id,
+              });
+            }
+          }
+        }
+        if (perPartition.size > 0) {
+          // Lock partition rows in id order so concurrent batches cannot deadlock.
+          const ids = [...perPartition.keys()].sort((a, b) => a - b);
+          await tx.query('SELECT id FROM partitions WHERE id = ANY ($1::bigint[]) ORDER BY id FOR NO KEY UPDATE', [ids]);
+          await tx.query(
+            `UPDATE partitions p SET rows_applied = p.rows_applied + c.n
+             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE p.id = c.id`,
+            [ids, ids.map((id) => perPartition.get(id) ?? 0)],
+          );
+        }
+        const letters = [...chunkDead, ...missing];
+        if (letters.length > 0) {
+          await tx.query(
+            `INSERT INTO dead_letters (run_id, partition_id, source_topic, source_partition, source_offset, record_key, reason, payload)
+             SELECT r, p, $1, $2, o, k, why, v
+             FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS t(r, p, o, k, why, v)
+             ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING`,
+            [
+              batch.topic,
+              batch.partition,
+              letters.map((d) => d.runId),
+              letters.map((d) => d.partitionId),
+              letters.map((d) => d.offset),
+              letters.map((d) => d.key),
+              letters.map((d) => d.reason),
+              letters.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
+            ],
+          );
+        }
+        return [...perPartition.values()].reduce((a, b) => a + b, 0);
+      });
+      const letters = [...chunkDead, ...missing];
+      if (letters.length > 0) {
+        await deps.stream.send(
+          deps.topicDeadLetters,
+          letters.map((d) => ({
+            key: d.key ?? '',
+            value: d.value ?? '',
+            headers: {
+              reason: d.reason,
+              'source-topic': batch.topic,
+              'source-partition': String(batch.partition),
+              'source-offset': d.offset,
+            },
+          })),
+        );
+        deps.log.warn({ count: letters.length, reasons: [...new Set(letters.map((d) => d.reason))] }, 'records sent to the dead-letter topic');
+      }
+      deps.onApplied?.({ records: chunk.length, changed, deadLetters: letters.length });
+      // The whole batch is always applied (a replay of it is harmless); after a rebalance the
+      // caller skips the offset commit, so the new owner re-reads it.
+      await batch.heartbeat().catch(() => {});
+    }
+    for (const [runId, n] of changedByRun) {
+      const left = deps.coordination ? await deps.coordination.decrementOutstanding(runId, n).catch(() => null) : null;
+      if (left === null || left <= 0) deps.onRunMaybeDone(runId);
+    }
+  };
+}

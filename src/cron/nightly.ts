@@ -1,0 +1,94 @@
+/**
+ * The nightly trigger. node-cron fires in every instance; the first instance to insert the
+ * slot into `cron_slots` (primary key) creates the run, every other one sees the conflict and
+ * does nothing. A slot missed while every instance was down is fired once by the first
+ * instance that starts, when CRON_MISSED=catch-up and the schedule has fired before.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Db } from '../db.ts';
+import { UserError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { createRun, SUBSCRIPTION_MIGRATION } from '../runs/run-store.ts';
+import { previousSlot, slotKey, slotTimeOf } from './slots.ts';
+
+export interface NightlyOptions {
+  db: Db;
+  log: Logger;
+  instanceId: string;
+  schedule: string;
+  timezone: string;
+  missed: 'catch-up' | 'skip';
+  partitionSize: number;
+  maxPartitions: number;
+  leaseMs: number;
+  /** Starts identification of a run this instance created. */
+  identify(runId: number): Promise<void>;
+}
+
+export type SlotOutcome = { fired: false } | { fired: true; runId: number | null; outcome: string };
+
+/** Claims the slot and, for the one instance that wins it, creates the run. */
+export async function fireSlot(options: NightlyOptions, scheduled: Date): Promise<SlotOutcome> {
+  const key = slotKey(SUBSCRIPTION_MIGRATION, scheduled);
+  const { db, log } = options;
+  const claimed = await db.pool.query(
+    `INSERT INTO cron_slots (slot_key, migration, fired_by, outcome) VALUES ($1, $2, $3, 'claimed')
+     ON CONFLICT (slot_key) DO NOTHING`,
+    [key, SUBSCRIPTION_MIGRATION, options.instanceId],
+  );
+  if (claimed.rowCount !== 1) return { fired: false };
+  try {
+    const run = await createRun(db, {
+      migration: SUBSCRIPTION_MIGRATION,
+      trigger: 'cron',
+      slotKey: key,
+      partitionSize: options.partitionSize,
+      maxPartitions: options.maxPartitions,
+      instanceId: options.instanceId,
+      leaseMs: options.leaseMs,
+    });
+    await db.pool.query(`UPDATE cron_slots SET run_id = $2, outcome = 'run-created' WHERE slot_key = $1`, [key, run.runId]);
+    log.info({ slot: key, runId: run.runId, products: run.products.length }, 'nightly run created');
+    options.identify(run.runId).catch((error: unknown) => log.error({ runId: run.runId, err: String(error) }, 'identification failed'));
+    return { fired: true, runId: run.runId, outcome: 'run-created' };
+  } catch (error) {
+    const outcome = error instanceof UserError ? `skipped: ${error.message}` : `error: ${String(error)}`;
+    await db.pool.query('UPDATE cron_slots SET outcome = $2 WHERE slot_key = $1', [key, outcome.slice(0, 2000)]);
+    log.warn({ slot: key, outcome }, 'nightly slot did not start a run');
+    return { fired: true, runId: null, outcome };
+  }
+}
+
+/** Fires the latest slot if it was missed while every instance was down. */
+export async function catchUpMissedSlot(options: NightlyOptions, now = new Date()): Promise<SlotOutcome> {
+  if (options.missed !== 'catch-up') return { fired: false };
+  const { rows } = await options.db.pool.query<{ slot_key: string }>(
+    'SELECT slot_key FROM cron_slots WHERE migration = $1 ORDER BY fired_at DESC LIMIT 1',
+    [SUBSCRIPTION_MIGRATION],
+  );
+  const lastKey = rows[0]?.slot_key;
+  const last = lastKey ? slotTimeOf(lastKey) : null;
+  if (!last) return { fired: false }; // the schedule never fired: nothing was missed
+  const due = previousSlot(options.schedule, options.timezone, now);
+  if (due.getTime() <= last.getTime()) return { fired: false };
+  options.log.info({ slot: due.toISOString() }, 'catching up a missed nightly slot');
+  return fireSlot(options, due);
+}
+
+export function startNightly(options: NightlyOptions): { stop(): Promise<void> } {
+  const task: ScheduledTask = cron.schedule(
+    options.schedule,
+    async (context) => {
+      await fireSlot(options, context.date).catch((error: unknown) =>
+        options.log.error({ err: String(error) }, 'nightly trigger failed'),
+      );
+    },
+    { timezone: options.timezone, name: `tranche-${options.instanceId}`, noOverlap: false },
+  );
+  catchUpMissedSlot(options).catch((error: unknown) => options.log.error({ err: String(error) }, 'catch-up check failed'));
+  return {
+    async stop() {
+      await task.destroy();
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Operator actions on runs and partitions. Postgres state is the truth and changes with
+ * conditional updates; a Redis signal then tells every instance at once.
+ *
+ * @example
+ *   await pauseRun(db, coordination, 12);
+ *   await rerunPartition(db, coordination, 345);
+ */
+import type { Coordination } from '../coordination/redis.ts';
+import { type Db, inTransaction } from '../db.ts';
+import { UserError } from '../errors.ts';
+import type { RunStatus } from '../schema.ts';
+import { deleteRunTasks, parkRunTasks, partitionTask, unparkTasks } from '../tasks/task-store.ts';
+
+async function currentStatus(db: Db, runId: number): Promise<RunStatus> {
+  const { rows } = await db.pool.query<{ status: RunStatus }>('SELECT status FROM migration_runs WHERE id = $1', [runId]);
+  const status = rows[0]?.status;
+  if (!status) throw new UserError(`run ${runId} does not exist`);
+  return status;
+}
+
+export async function pauseRun(db: Db, co: Coordination | null, runId: number): Promise<void> {
+  const status = await currentStatus(db, runId);
+  if (status === 'paused') return;
+  if (status !== 'running') throw new UserError(`run ${runId} is ${status}; only a running run can be paused`);
+  await inTransaction(db.pool, async (tx) => {
+    const { rowCount } = await tx.query(`UPDATE migration_runs SET status = 'paused' WHERE id = $1 AND status = 'running'`, [runId]);
+    if (rowCount !== 1) throw new UserError(`run ${runId} changed state meanwhile; try again`);
+    await parkRunTasks(tx, runId);
+  });
+  await co?.signal('pause', runId);
+}
+
+export async function resumeRun(db: Db, co: Coordination | null, runId: number): Promise<void> {
+  const status = await currentStatus(db, runId);
+  if (status === 'running') return;
+  if (status !== 'paused') throw new UserError(`run ${runId} is ${status}; only a paused run can be resumed`);
+  await inTransaction(db.pool, async (tx) => {
+    await tx.query(`UPDATE migration_runs SET status = 'running' WHERE id = $1 AND status = 'paused'`, [runId]);
+    await unparkTasks(tx, runId);
+  });
+  await co?.signal('resume', runId);
+  await co?.wake();
+}
+
+export async function cancelRun(db: Db, co: Coordination | null, runId: number): Promise<void> {
+  const status = await currentStatus(db, runId);
+  if (status === 'cancelled') return;
+  if (status === 'completed') throw new UserError(`run ${runId} is already completed; nothing to cancel`);
+  await inTransaction(db.pool, async (tx) => {
+    await tx.query(`UPDATE migration_runs SET status = 'cancelled', identify_lease_until = NULL WHERE id = $1`, [runId]);
+    await deleteRunTasks(tx, runId);
+  });
+  await co?.signal('cancel', runId);
+  await co?.deleteOutstanding(runId);
+}
+
+const RERUNNABLE: RunStatus[] = ['running', 'paused', 'failed'];
+
+/** Resets partitions to their lower bound and schedules them again. */
+async function resetPartitions(db: Db, co: Coordination | null, runId: number, partitionIds: number[]): Promise<number> {
+  if (partitionIds.length === 0) return 0;
+  await inTransaction(db.pool, async (tx) => {
+    const run = await tx.query<{ status: RunStatus }>('SELECT status FROM migration_runs WHERE id = $1 FOR UPDATE', [runId]);
+    const status = run.rows[0]?.status;
+    if (!status) throw new UserError(`run ${runId} does not exist`);
+    if (!RERUNNABLE.includes(status)) {
+      throw new UserError(`run ${runId} is ${status}; partitions can be rerun only while a run is running, paused or failed`);
+    }
+    const busy = await tx.query<{ task_instance: string }>(
+      `SELECT task_instance FROM scheduled_tasks WHERE task_name = 'partition' AND task_instance = ANY ($1::text[]) AND picked`,
+      [partitionIds.map(String)],
+    );
+    if (busy.rows.length > 0) {
+      throw new UserError(`partition ${busy.rows.map((r) => r.task_instance).join(', ')} is running now; pause the run or wait`);
+    }
+    await tx.query(
+      `UPDATE partitions SET offset_date = NULL, offset_id = NULL, completed = false, state = 'pending',
+              attempts = 0, last_error = NULL, completed_at = NULL, updated_at = now()
+       WHERE id = ANY ($1::bigint[])`,
+      [partitionIds],
+    );
+    await tx.query(`DELETE FROM scheduled_tasks WHERE task_name = 'partition' AND task_instance = ANY ($1::text[])`, [
+      partitionIds.map(String),
+    ]);
+    const tasks = partitionIds.map((id) => partitionTask(runId, id));
+    await tx.query(
+      `INSERT INTO scheduled_tasks (task_name, task_instance, task_data, execution_time)
+       SELECT n, i, d, CASE WHEN $4 THEN 'infinity'::timestamptz ELSE now() END
+       FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS t(n, i, d)`,
+      [tasks.map((t) => t.taskName), tasks.map((t) => t.taskInstance), tasks.map((t) => JSON.stringify(t.data)), status === 'paused'],
+    );
+    if (status === 'failed') {
+      await tx.query(`UPDATE migration_runs SET status = 'running', last_error = NULL WHERE id = $1`, [runId]);
+    }
+  });
+  await co?.wake();
+  return partitionIds.length;
+}
+
+export async function rerunPartition(db: Db, co: Coordination | null, partitionId: number): Promise<{ runId: number }> {
+  const { rows } = await db.pool.query<{ run_id: number }>('SELECT run_id FROM partitions WHERE id = $1', [partitionId]);
+  const runId = rows[0]?.run_id;
+  if (runId === undefined) throw new UserError(`partition ${partitionId} does not exist`);
+  await resetPartitions(db, co, runId, [partitionId]);
+  return { runId };
+}
+
+export async function rerunFailed(db: Db, co: Coordination | null, runId: number): Promise<number[]> {
+  await currentStatus(db, runId);
+  const { rows } = await db.pool.query<{ id: number }>(
+    `SELECT id FROM partitions WHERE run_id = $1 AND state = 'failed' ORDER BY id`,
+    [runId],
+  );
+  const ids = rows.map((r) => r.id);
+  await resetPartitions(db, co, runId, ids);
+  return ids;
+}

@@ -1,0 +1,216 @@
+/**
+ * Runs in Postgres: creating one (one active run per migration unless forced), reading its
+ * status, and completing it exactly once with a conditional update.
+ *
+ * @example
+ *   const run = await createRun(db, { migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', ... });
+ *   const status = await getRunStatus(db, run.runId);
+ */
+import type pg from 'pg';
+import { type Db, inTransaction, type Queryable } from '../db.ts';
+import { UserError } from '../errors.ts';
+import type { RunStatus } from '../schema.ts';
+import { loadSql } from '../sql.ts';
+
+export const SUBSCRIPTION_MIGRATION = 'subscription-version';
+
+export interface NewRun {
+  migration: string;
+  trigger: 'manual' | 'cron';
+  slotKey?: string | null;
+  partitionSize: number;
+  maxPartitions: number;
+  productFilter?: string[] | null;
+  /** Start even though another run of the migration is active; its products are skipped. */
+  force?: boolean;
+  instanceId: string;
+  leaseMs: number;
+}
+
+export interface CreatedRun {
+  runId: number;
+  products: { productKey: string; productVersion: number }[];
+}
+
+export interface RunStatusReport {
+  runId: number;
+  migration: string;
+  status: RunStatus;
+  trigger: string;
+  createdAt: string;
+  identifiedAt: string | null;
+  completedAt: string | null;
+  products: number;
+  partitions: { total: number; pending: number; running: number; completed: number; failed: number };
+  rows: { total: number; produced: number; applied: number };
+  deadLetters: number;
+  lastError: string | null;
+}
+
+const ACTIVE: RunStatus[] = ['identifying', 'running', 'paused'];
+
+/** Throws a UserError naming the products of `filter` that do not exist. */
+async function assertProductsExist(client: Queryable, filter: string[]): Promise<void> {
+  const { rows } = await client.query<{ product_key: string }>(
+    'SELECT product_key FROM products WHERE product_key = ANY ($1::text[])',
+    [filter],
+  );
+  const known = new Set(rows.map((r) => r.product_key));
+  const unknown = filter.filter((k) => !known.has(k));
+  if (unknown.length > 0) {
+    throw new UserError(`unknown product${unknown.length > 1 ? 's' : ''}: ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+  }
+}
+
+/**
+ * Creates a run in state `identifying`, leased to `instanceId`, with the products it covers.
+ * Concurrent starts of one migration are serialized by an advisory lock.
+ */
+export async function createRun(db: Db, input: NewRun, client?: pg.PoolClient): Promise<CreatedRun> {
+  const work = async (tx: pg.PoolClient): Promise<CreatedRun> => {
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tranche:run:${input.migration}`]);
+    const filter = input.productFilter && input.productFilter.length > 0 ? [...new Set(input.productFilter)] : null;
+    if (filter) await assertProductsExist(tx, filter);
+    const active = await tx.query<{ id: number; status: RunStatus }>(
+      'SELECT id, status FROM migration_runs WHERE migration = $1 AND status = ANY ($2::text[]) ORDER BY id',
+      [input.migration, ACTIVE],
+    );
+    if (active.rows.length > 0 && !input.force) {
+      const list = active.rows.map((r) => `run ${r.id} (${r.status})`).join(', ');
+      throw new UserError(`${list} of ${input.migration} is still active; wait for it, cancel it, or pass --force to start one for the other products`);
+    }
+    const products = await tx.query<{ product_key: string; product_version: number }>(loadSql('changed-products'), [
+      filter,
+      active.rows.map((r) => r.id),
+    ]);
+    const run = await tx.query<{ id: number }>(
+      `INSERT INTO migration_runs
+         (migration, trigger, slot_key, status, partition_size, max_partitions, product_filter,
+          identify_owner, identify_lease_until)
+       VALUES ($1, $2, $3, 'identifying', $4, $5, $6, $7, now() + make_interval(secs => $8::integer / 1000.0))
+       RETURNING id`,
+      [input.migration, input.trigger, input.slotKey ?? null, input.partitionSize, input.maxPartitions, filter, input.instanceId, input.leaseMs],
+    );
+    const runId = run.rows[0]!.id;
+    if (products.rows.length > 0) {
+      await tx.query(
+        `INSERT INTO run_products (run_id, product_key, product_version)
+         SELECT $1, k, v FROM unnest($2::text[], $3::integer[]) AS t(k, v)`,
+        [runId, products.rows.map((p) => p.product_key), products.rows.map((p) => p.product_version)],
+      );
+    }
+    return { runId, products: products.rows.map((p) => ({ productKey: p.product_key, productVersion: p.product_version })) };
+  };
+  return client ? work(client) : inTransaction(db.pool, work);
+}
+
+/** Status of one run, or null when there is no such run. */
+export async function getRunStatus(db: Queryable, runId: number): Promise<RunStatusReport | null> {
+  const { rows } = await db.query(
+    `SELECT r.id, r.migration, r.status, r.trigger, r.created_at, r.identified_at, r.completed_at, r.last_error,
+            (SELECT count(*) FROM run_products rp WHERE rp.run_id = r.id) AS products,
+            coalesce(p.total, 0) AS total, coalesce(p.pending, 0) AS pending, coalesce(p.running, 0) AS running,
+            coalesce(p.completed, 0) AS completed, coalesce(p.failed, 0) AS failed,
+            coalesce(p.rows_total, 0) AS rows_total, coalesce(p.rows_produced, 0) AS rows_produced,
+            coalesce(p.rows_applied, 0) AS rows_applied,
+            (SELECT count(*) FROM dead_letters d WHERE d.run_id = r.id) AS dead_letters
+     FROM migration_runs r
+     LEFT JOIN LATERAL (
+       SELECT count(*) AS total,
+              count(*) FILTER (WHERE state = 'pending') AS pending,
+              count(*) FILTER (WHERE state = 'running') AS running,
+              count(*) FILTER (WHERE state = 'completed') AS completed,
+              count(*) FILTER (WHERE state = 'failed') AS failed,
+              sum(row_count)::bigint AS rows_total,
+              sum(rows_produced)::bigint AS rows_produced,
+              sum(rows_applied)::bigint AS rows_applied
+       FROM partitions WHERE run_id = r.id
+     ) p ON true
+     WHERE r.id = $1`,
+    [runId],
+  );
+  const r = rows[0];
+  if (!r) return null;
+  return {
+    runId: r.id,
+    migration: r.migration,
+    status: r.status,
+    trigger: r.trigger,
+    createdAt: r.created_at,
+    identifiedAt: r.identified_at,
+    completedAt: r.completed_at,
+    products: r.products,
+    partitions: { total: r.total, pending: r.pending, running: r.running, completed: r.completed, failed: r.failed },
+    rows: { total: r.rows_total, produced: r.rows_produced, applied: Math.min(r.rows_applied, r.rows_total) },
+    deadLetters: r.dead_letters,
+    lastError: r.last_error,
+  };
+}
+
+/** The most recent runs, newest first. */
+export async function listRuns(db: Queryable, limit = 20): Promise<RunStatusReport[]> {
+  const { rows } = await db.query<{ id: number }>('SELECT id FROM migration_runs ORDER BY id DESC LIMIT $1', [limit]);
+  const reports = await Promise.all(rows.map((r) => getRunStatus(db, r.id)));
+  return reports.filter((r): r is RunStatusReport => r !== null);
+}
+
+/**
+ * Completes the run if, and only if, it is running, every partition is completed and no
+ * row of its partitions is still eligible. The conditional update makes this happen once,
+ * whoever calls it and however often. Returns true for the one caller that completed it.
+ */
+export async function tryCompleteRun(db: Db, runId: number): Promise<boolean> {
+  const ready = await db.pool.query<{ ready: boolean }>(
+    `SELECT r.status = 'running'
+            AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND NOT p.completed) AS ready
+     FROM migration_runs r WHERE r.id = $1`,
+    [runId],
+  );
+  if (!ready.rows[0]?.ready) return false;
+  const remaining = await db.pool.query<{ remaining: boolean }>(loadSql('remaining-eligible'), [runId]);
+  if (remaining.rows[0]?.remaining) return false;
+  return inTransaction(db.pool, async (tx) => {
+    const done = await tx.query(
+      `UPDATE migration_runs r
+       SET status = 'completed', completed_at = now()
+       WHERE r.id = $1 AND r.status = 'running'
+         AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND NOT p.completed)
+       RETURNING r.id`,
+      [runId],
+    );
+    if (done.rowCount !== 1) return false;
+    await tx.query(
+      `UPDATE products p SET migrated_version = rp.product_version, updated_at = now()
+       FROM run_products rp
+       WHERE rp.run_id = $1 AND rp.product_key = p.product_key
+         AND (p.migrated_version IS NULL OR p.migrated_version < rp.product_version)`,
+      [runId],
+    );
+    return true;
+  });
+}
+
+/** Marks the run failed when every partition has ended and at least one failed. */
+export async function markRunFailedIfStuck(db: Queryable, runId: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE migration_runs r SET status = 'failed', last_error = 'one or more partitions failed'
+     WHERE r.id = $1 AND r.status = 'running'
+       AND EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND p.state = 'failed')
+       AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND p.state IN ('pending', 'running'))`,
+    [runId],
+  );
+  return rowCount === 1;
+}
+
+/** Runs whose completion event has not been published yet (the outbox). */
+export async function unpublishedCompletions(db: Queryable): Promise<{ id: number; completed_at: string; rows_total: number }[]> {
+  const { rows } = await db.query(
+    `SELECT r.id, r.completed_at, (SELECT coalesce(sum(row_count), 0) FROM partitions p WHERE p.run_id = r.id)::bigint AS rows_total
+     FROM migration_runs r WHERE r.status = 'completed' AND NOT r.completion_published ORDER BY r.id`,
+  );
+  return rows;
+}
+
+export async function markCompletionPublished(db: Queryable, runId: number): Promise<void> {
+  await db.query('UPDATE migration_runs SET completion_published = true WHERE id = $1', [runId]);
+}

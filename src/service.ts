@@ -1,0 +1,224 @@
+/**
+ * One tranche service instance: the task executor (partition workers), the update consumer,
+ * the reconciler, identification takeover, the nightly trigger and the HTTP endpoints.
+ * Every instance is identical; run as many as you like.
+ *
+ * @example
+ *   const service = await startService(loadConfig(), log);
+ *   process.on('SIGTERM', () => service.stop());
+ */
+import type { Server } from 'node:http';
+import { CompletionTracker } from './coordination/completion.ts';
+import { type Coordination, createCoordination } from './coordination/redis.ts';
+import type { Config } from './config.ts';
+import { createApplier } from './consumer/update-consumer.ts';
+import { startNightly } from './cron/nightly.ts';
+import { createDb, type Db } from './db.ts';
+import { startHttpServer } from './http/server.ts';
+import { identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
+import type { Logger } from './logger.ts';
+import { migrateToLatest } from './migrate.ts';
+import type { RunStatus } from './schema.ts';
+import { type ConsumerHandle, createStreamClient, type StreamClient } from './stream/kafka.ts';
+import { TaskExecutor } from './tasks/executor.ts';
+import { recordPartitionFailure } from './worker/partition-failure.ts';
+import { processPartition } from './worker/partition-worker.ts';
+
+export interface ServiceOptions {
+  /** Fire the nightly trigger (default: config.cronEnabled). */
+  cron?: boolean;
+  /** Serve HTTP (default: config.httpPort > 0). */
+  http?: boolean;
+  /** Apply pending schema migrations at start (default true). */
+  migrate?: boolean;
+}
+
+export interface Service {
+  readonly instanceId: string;
+  readonly db: Db;
+  readonly stream: StreamClient;
+  readonly coordination: Coordination;
+  readonly completion: CompletionTracker;
+  readonly executor: TaskExecutor;
+  readonly httpPort: number | null;
+  /** Identifies a run created by this instance (manual or cron), in the background. */
+  identify(runId: number): Promise<void>;
+  /** Graceful stop: stop claiming, checkpoint and release tasks, leave the group. */
+  stop(graceMs?: number): Promise<boolean>;
+}
+
+const STATUS_CACHE_MS = 500;
+
+export async function ensureTopics(stream: StreamClient, config: Config): Promise<void> {
+  await stream.ensureTopics(
+    [config.topicUpdates, config.topicDeadLetters, config.topicRunEvents].map((topic) => ({
+      topic,
+      partitions: topic === config.topicUpdates ? config.kafkaTopicPartitions : Math.min(3, config.kafkaTopicPartitions),
+      replication: config.kafkaReplicationFactor,
+    })),
+  );
+}
+
+export async function startService(config: Config, log: Logger, options: ServiceOptions = {}): Promise<Service> {
+  const db = createDb({ ...config, applicationName: `tranche:${config.instanceId}` });
+  const coordination = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
+  const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: config.kafkaClientId }, log);
+  if (options.migrate !== false) await migrateToLatest(db);
+  await ensureTopics(stream, config);
+
+  const statusCache = new Map<number, { status: RunStatus | null; at: number }>();
+  const runStatus = async (runId: number): Promise<RunStatus | null> => {
+    const hit = statusCache.get(runId);
+    if (hit && Date.now() - hit.at < STATUS_CACHE_MS) return hit.status;
+    const { rows } = await db.pool.query<{ status: RunStatus }>('SELECT status FROM migration_runs WHERE id = $1', [runId]);
+    const status = rows[0]?.status ?? null;
+    statusCache.set(runId, { status, at: Date.now() });
+    return status;
+  };
+
+  const completion = new CompletionTracker({
+    db,
+    stream,
+    coordination,
+    log,
+    topicRunEvents: config.topicRunEvents,
+    instanceId: config.instanceId,
+  });
+
+  const executor = new TaskExecutor({
+    db,
+    log,
+    instanceId: config.instanceId,
+    concurrency: config.workerConcurrency,
+    pollIntervalMs: config.pollIntervalMs,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    handler: (task, control) =>
+      processPartition(
+        { db, stream, log, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus },
+        task,
+        control,
+      ),
+    onFailure: (task, error) =>
+      recordPartitionFailure({ db, log, instanceId: config.instanceId, maxAttempts: config.maxAttempts, retryBaseMs: config.retryBaseMs }, task, error),
+  });
+
+  await coordination.subscribe({
+    onWake: () => executor.wake(),
+    onSignal: (_action, runId) => {
+      statusCache.delete(runId);
+      executor.wake();
+    },
+  });
+
+  let consumerJoined = false;
+  const consumer: ConsumerHandle = await stream.consume({
+    groupId: config.kafkaGroupId,
+    topic: config.topicUpdates,
+    handle: createApplier({
+      db,
+      stream,
+      coordination,
+      log,
+      topicDeadLetters: config.topicDeadLetters,
+      onRunMaybeDone: (runId) => {
+        void completion.maybeComplete(runId);
+      },
+    }),
+    onJoined: () => {
+      consumerJoined = true;
+    },
+    onCrash: (error) => log.error({ err: error.message }, 'update consumer crashed; kafkajs restarts it'),
+  });
+
+  const identifying = new Set<number>();
+  const identify = async (runId: number): Promise<void> => {
+    if (identifying.has(runId)) return;
+    identifying.add(runId);
+    try {
+      await identifyRun({ db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, runId);
+    } finally {
+      identifying.delete(runId);
+    }
+  };
+
+  let ticking = false;
+  const tick = async () => {
+    if (ticking) return;
+    ticking = true;
+    try {
+      for (const runId of await takeOverExpiredIdentifications(db.pool, config.instanceId, config.identifyLeaseMs)) {
+        log.warn({ runId }, 'taking over identification: the previous owner lost its lease');
+        identify(runId).catch((error: unknown) => log.error({ runId, err: String(error) }, 'identification failed'));
+      }
+      await completion.reconcile();
+    } catch (error) {
+      log.warn({ err: String(error) }, 'reconciliation failed');
+    } finally {
+      ticking = false;
+    }
+  };
+  const reconciler = setInterval(() => void tick(), config.reconcileIntervalMs);
+
+  const nightly =
+    (options.cron ?? config.cronEnabled)
+      ? startNightly({
+          db,
+          log,
+          instanceId: config.instanceId,
+          schedule: config.cronSchedule,
+          timezone: config.cronTimezone,
+          missed: config.cronMissed,
+          partitionSize: config.partitionSize,
+          maxPartitions: config.maxPartitionsPerProduct,
+          leaseMs: config.identifyLeaseMs,
+          identify,
+        })
+      : null;
+
+  let server: Server | null = null;
+  if (options.http ?? config.httpPort > 0) {
+    server = await startHttpServer(
+      {
+        db,
+        log,
+        readiness: async () => ({
+          postgres: await db.pool.query('SELECT 1').then(() => true, () => false),
+          redis: await coordination.ping(),
+          kafka: consumerJoined,
+        }),
+      },
+      config.httpPort,
+    );
+  }
+  executor.start();
+  log.info({ concurrency: config.workerConcurrency, httpPort: server ? config.httpPort : null }, 'service started');
+
+  let stopped: Promise<boolean> | undefined;
+  return {
+    instanceId: config.instanceId,
+    db,
+    stream,
+    coordination,
+    completion,
+    executor,
+    httpPort: server ? config.httpPort : null,
+    identify,
+    stop(graceMs = config.shutdownGraceMs) {
+      stopped ??= (async () => {
+        log.info('stopping: no new claims, releasing tasks');
+        clearInterval(reconciler);
+        await nightly?.stop();
+        const drained = await executor.stop(graceMs);
+        await consumer.stop().catch(() => {});
+        await stream.disconnect();
+        await coordination.close();
+        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await db.close();
+        log.info({ drained }, 'stopped');
+        return drained;
+      })();
+      return stopped;
+    },
+  };
+}
