@@ -51,6 +51,8 @@ export interface StreamClient {
   }): Promise<ConsumerHandle>;
   /** Per partition: committed offset of `groupId` and the high watermark. */
   lag(groupId: string, topic: string): Promise<{ partition: number; committed: number; high: number; lag: number }[]>;
+  /** Deletes topics (tests and demo cleanup); missing ones are ignored. */
+  deleteTopics(topics: string[]): Promise<void>;
   disconnect(): Promise<void>;
 }
 
@@ -192,6 +194,18 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
             return { partition: h.partition, committed: c, high: hw, lag: Math.max(0, hw - base) };
           })
           .sort((a, b) => a.partition - b.partition);
+      } finally {
+        await admin.disconnect();
+      }
+    },
+
+    async deleteTopics(topics) {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const existing = new Set(await admin.listTopics());
+        const present = topics.filter((t) => existing.has(t));
+        if (present.length > 0) await admin.deleteTopics({ topics: present });
       } finally {
         await admin.disconnect();
       }

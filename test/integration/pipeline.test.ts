@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identifyRun } from '../../src/identification/identify.ts';
+import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { countEligible, seed } from '../../src/seed.ts';
+import type { Service } from '../../src/service.ts';
+import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { deleteTestTopics, readTopic, startInstances, stopAll } from '../support/services.ts';
+
+describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
+  let env: TestEnv;
+  let services: Service[] = [];
+  beforeAll(async () => {
+    env = await createTestEnv({ PAGE_SIZE: '200', WORKER_CONCURRENCY: '2' });
+  });
+  afterAll(async () => {
+    await stopAll(services);
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('migrates every eligible row, completes once and announces it once', async () => {
+    const seeded = await seed(env.db, { subscriptions: 6000, products: 6, changed: 3 });
+    expect(seeded.eligible).toBe(3000);
+    services = await startInstances(env, 2);
+    const run = await createRun(env.db, {
+      migration: SUBSCRIPTION_MIGRATION,
+      trigger: 'manual',
+      partitionSize: 300,
+      maxPartitions: 100,
+      instanceId: 'test-cli',
+      leaseMs: 10_000,
+    });
+    await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test-cli', leaseMs: 10_000 }, run.runId);
+
+    const done = await waitFor(async () => {
+      const s = await getRunStatus(env.db.pool, run.runId);
+      return s?.status === 'completed' ? s : null;
+    }, 60_000, 'the run to complete');
+
+    expect(done.partitions).toMatchObject({ total: 12, completed: 12, failed: 0 });
+    expect(done.rows).toMatchObject({ total: 3000, applied: 3000 });
+    expect(await countEligible(env.db)).toBe(0);
+    // Every subscription of a changed product is at version 2; the others untouched.
+    const versions = await env.db.pool.query(
+      `SELECT p.product_version AS target, s.product_version AS v, count(*)::int AS n
+       FROM subscriptions s JOIN products p USING (product_key) GROUP BY 1, 2 ORDER BY 1, 2`,
+    );
+    expect(versions.rows).toEqual([
+      { target: 1, v: 1, n: 3000 },
+      { target: 2, v: 2, n: 3000 },
+    ]);
+    // The product now records the version its subscriptions were migrated to.
+    const migrated = await env.db.pool.query('SELECT count(*)::int AS n FROM products WHERE migrated_version = product_version');
+    expect(migrated.rows[0].n).toBe(6);
+
+    const events = await readTopic(env.config.kafkaBrokers, env.config.topicRunEvents, 1);
+    expect(events).toHaveLength(1);
+    expect(events[0]!.key).toBe(String(run.runId));
+    expect(events[0]!.headers['event-id']).toBe(`run-${run.runId}-completed`);
+    expect(JSON.parse(events[0]!.value!)).toMatchObject({ type: 'run.completed', runId: run.runId, rows: 3000 });
+
+    // Update records are plain JSON keyed by row id, readable by any Kafka client.
+    const records = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, 3000);
+    const ids = new Set(records.map((r) => r.key));
+    expect(ids.size).toBe(3000);
+    const sample = JSON.parse(records[0]!.value!);
+    expect(sample).toMatchObject({ v: 1, runId: run.runId, fromVersion: 1, toVersion: 2 });
+    expect(records[0]!.key).toBe(String(sample.id));
+  });
+});

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+describe('loadConfig', () => {
+  it('applies documented defaults', () => {
+    const c = loadConfig({});
+    expect(c.kafkaBrokers).toEqual(['127.0.0.1:9092']);
+    expect(c.topicUpdates).toBe('tranche.subscription-updates');
+    expect(c.topicDeadLetters).toBe('tranche.dead-letters');
+    expect(c.topicRunEvents).toBe('tranche.run-events');
+    expect(c.httpPort).toBe(8080);
+    expect(c.partitionSize).toBe(10_000);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('prefers flags over the environment over defaults', () => {
+    expect(loadConfig({ PARTITION_SIZE: '500' }).partitionSize).toBe(500);
+    expect(loadConfig({ PARTITION_SIZE: '500' }, { PARTITION_SIZE: 42 }).partitionSize).toBe(42);
+  });
+
+  it.each([
+    ['PARTITION_SIZE', '0'],
+    ['PARTITION_SIZE', 'ten'],
+    ['PAGE_SIZE', '-5'],
+    ['DATABASE_URL', 'not a url'],
+    ['DATABASE_URL', 'mysql://x/y'],
+    ['REDIS_URL', 'http://x'],
+    ['KAFKA_BROKERS', 'localhost'],
+    ['CRON_SCHEDULE', '99 * * * *'],
+    ['CRON_SCHEDULE', '* * *'],
+    ['CRON_TIMEZONE', 'Mars/Olympus'],
+    ['CRON_MISSED', 'sometimes'],
+    ['DB_SCHEMA', 'Robert"); DROP TABLE x'],
+    ['TOPIC_UPDATES', 'bad topic'],
+    ['LOG_LEVEL', 'loud'],
+    ['CRON_ENABLED', 'maybe'],
+  ])('rejects %s=%s with a message naming the variable', (name, value) => {
+    let error: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(name);
+    expect((error as Error).message).toContain(name);
+  });
+
+  it('accepts a six-field (seconds) cron expression and an IANA zone', () => {
+    const c = loadConfig({ CRON_SCHEDULE: '*/5 * * * * *', CRON_TIMEZONE: 'Europe/Berlin' });
+    expect(c.cronSchedule).toBe('*/5 * * * * *');
+    expect(c.cronTimezone).toBe('Europe/Berlin');
+  });
+
+  it('requires the heartbeat timeout to exceed two heartbeat intervals', () => {
+    expect(() => loadConfig({ HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '1500' })).toThrow(/HEARTBEAT_TIMEOUT_MS/);
+  });
+});

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { latestPerRow } from '../../src/consumer/update-consumer.ts';
+import { decodeUpdateRecord, encodeUpdateRecord, type UpdateRecord } from '../../src/stream/update-record.ts';
+
+const record: UpdateRecord = { v: 1, runId: 1, partitionId: 2, id: 3, productKey: `it's "ünïcode"`, fromVersion: 1, toVersion: 2 };
+
+describe('update record', () => {
+  it('round-trips', () => {
+    expect(decodeUpdateRecord('3', encodeUpdateRecord(record))).toEqual({ ok: true, record });
+  });
+
+  it.each([
+    ['empty value', '3', null, 'empty-value'],
+    ['not JSON', '3', '{nope', 'invalid-json'],
+    ['wrong schema version', '3', JSON.stringify({ ...record, v: 2 }), 'invalid-record'],
+    ['missing field', '3', JSON.stringify({ ...record, id: undefined }), 'invalid-record'],
+    ['unknown field', '3', JSON.stringify({ ...record, extra: 1 }), 'invalid-record'],
+    ['negative id', '-3', JSON.stringify({ ...record, id: -3 }), 'invalid-record'],
+    ['target not above source', '3', JSON.stringify({ ...record, toVersion: 1 }), 'invalid-record'],
+    ['key is not the row id', '4', JSON.stringify(record), 'key-mismatch'],
+  ])('rejects %s', (_name, key, value, reason) => {
+    const result = decodeUpdateRecord(key, value);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason.startsWith(reason)).toBe(true);
+  });
+
+  it('refuses to encode an invalid record', () => {
+    expect(() => encodeUpdateRecord({ ...record, toVersion: 0 })).toThrow();
+  });
+
+  it('keeps one record per row, the highest target', () => {
+    const kept = latestPerRow([
+      { offset: '1', record: { ...record, id: 7, toVersion: 3 } },
+      { offset: '2', record: { ...record, id: 7, toVersion: 2 } },
+      { offset: '3', record: { ...record, id: 8, toVersion: 2 } },
+    ]);
+    expect(kept.map((k) => [k.record.id, k.record.toVersion]).sort()).toEqual([
+      [7, 3],
+      [8, 2],
+    ]);
+  });
+});
