@@ -59,23 +59,33 @@ export async function fireSlot(options: NightlyOptions, scheduled: Date): Promis
   }
 }
 
-/** Fires the latest slot if it was missed while every instance was down. */
-export async function catchUpMissedSlot(options: NightlyOptions, now = new Date()): Promise<SlotOutcome> {
+/**
+ * Fires the latest slot if it was missed while every instance was down. "Now" is the
+ * database clock (unless given), so instances with skewed clocks agree on the slot.
+ */
+export async function catchUpMissedSlot(options: NightlyOptions, now?: Date): Promise<SlotOutcome> {
   if (options.missed !== 'catch-up') return { fired: false };
-  const { rows } = await options.db.pool.query<{ slot_key: string }>(
-    'SELECT slot_key FROM cron_slots WHERE migration = $1 ORDER BY fired_at DESC LIMIT 1',
+  const { rows } = await options.db.pool.query<{ slot_key: string | null; now_ms: number }>(
+    `SELECT (SELECT slot_key FROM cron_slots WHERE migration = $1 ORDER BY slot_key DESC LIMIT 1) AS slot_key,
+            (extract(epoch FROM now()) * 1000)::float8 AS now_ms`,
     [SUBSCRIPTION_MIGRATION],
   );
   const lastKey = rows[0]?.slot_key;
   const last = lastKey ? slotTimeOf(lastKey) : null;
   if (!last) return { fired: false }; // the schedule never fired: nothing was missed
-  const due = previousSlot(options.schedule, options.timezone, now);
+  const due = previousSlot(options.schedule, options.timezone, now ?? new Date(rows[0]!.now_ms));
   if (due.getTime() <= last.getTime()) return { fired: false };
   options.log.info({ slot: due.toISOString() }, 'catching up a missed nightly slot');
   return fireSlot(options, due);
 }
 
-export function startNightly(options: NightlyOptions): { stop(): Promise<void> } {
+export interface NightlyHandle {
+  /** Settles once the start-up check for a missed slot has run (never rejects). */
+  readonly caughtUp: Promise<SlotOutcome>;
+  stop(): Promise<void>;
+}
+
+export function startNightly(options: NightlyOptions): NightlyHandle {
   const task: ScheduledTask = cron.schedule(
     options.schedule,
     async (context) => {
@@ -85,8 +95,12 @@ export function startNightly(options: NightlyOptions): { stop(): Promise<void> }
     },
     { timezone: options.timezone, name: `tranche-${options.instanceId}`, noOverlap: false },
   );
-  catchUpMissedSlot(options).catch((error: unknown) => options.log.error({ err: String(error) }, 'catch-up check failed'));
+  const caughtUp = catchUpMissedSlot(options).catch((error: unknown): SlotOutcome => {
+    options.log.error({ err: String(error) }, 'catch-up check failed');
+    return { fired: false };
+  });
   return {
+    caughtUp,
     async stop() {
       await task.destroy();
     },

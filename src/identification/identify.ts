@@ -45,9 +45,11 @@ export async function computeBoundaries(
   targetVersion: number,
   partitionSize: number,
   maxPartitions: number,
+  /** The statement in `sql/`: the single-pass default, or the recursive walk (benchmarks, tests). */
+  statement: 'partition-boundaries' | 'partition-boundaries-walk' = 'partition-boundaries',
 ): Promise<PartitionBounds[]> {
   const run = async (size: number) => {
-    const { rows } = await db.query(loadSql('partition-boundaries'), [productKey, targetVersion, size, maxPartitions]);
+    const { rows } = await db.query(loadSql(statement), [productKey, targetVersion, size, maxPartitions]);
     return rows.map(
       (r): PartitionBounds => ({
         seq: r.seq,
