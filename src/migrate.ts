@@ -37,10 +37,16 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
     provider: new SqlFileMigrationProvider(),
     migrationTableSchema: db.schema,
   });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) {
+  // kysely's Migrator looks for its tables across every schema the role can see; a schema
+  // dropped by someone else at that moment makes the lookup fail with 3F000 (invalid schema
+  // name). That is not our schema's problem: try again, a few times.
+  for (let attempt = 1; ; attempt++) {
+    const { error, results } = await migrator.migrateToLatest();
+    if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    const code = (error as { code?: string }).code;
+    const message = error instanceof Error ? error.message : String(error);
+    if (code === '3F000' && !message.includes(`"${db.schema}"`) && attempt < 5) continue;
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new Error(`migration ${failed} failed: ${message}`, { cause: error });
   }
-  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

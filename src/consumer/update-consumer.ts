@@ -3,10 +3,10 @@
  *
  * Per fetched batch: validate every record (invalid ones become dead letters), keep one
  * record per row (the highest target), apply them in one transaction that also adds what
- * really changed to each partition's `rows_applied` and records dead letters, then send the
- * dead letters to their topic, then decrement the Redis counters by what changed. Kafka
+ * really changed to each partition's `rows_applied` and records dead letters, then decrement
+ * the Redis counters by what changed, then send the dead letters to their topic. Kafka
  * offsets are committed by the caller only after all that returned, so a crash anywhere
- * means a replay, and a replay changes nothing.
+ * means a replay, and a replay changes nothing (and so decrements nothing).
  */
 import type { Coordination } from '../coordination/redis.ts';
 import { type Db, inTransaction } from '../db.ts';
@@ -61,17 +61,20 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
     for (const m of batch.messages) {
       const decoded = decodeUpdateRecord(m.key, m.value);
       if (decoded.ok) valid.push({ offset: m.offset, record: decoded.record });
-      else dead.push({ offset: m.offset, key: m.key, value: m.value, reason: decoded.reason, runId: null, partitionId: null });
+      else {
+        const { reason, runId, partitionId } = decoded;
+        dead.push({ offset: m.offset, key: m.key, value: m.value, reason, runId, partitionId });
+      }
     }
     const unique = latestPerRow(valid);
-    const changedByRun = new Map<number, number>();
     for (let start = 0; start < Math.max(unique.length, 1); start += chunkSize) {
       const chunk = unique.slice(start, start + chunkSize);
       const chunkDead = start === 0 ? dead : [];
       if (chunk.length === 0 && chunkDead.length === 0) break;
       const missing: DeadLetter[] = [];
-      const changed = await inTransaction(deps.db.pool, async (tx) => {
+      const { changed, changedByRun } = await inTransaction(deps.db.pool, async (tx) => {
         const perPartition = new Map<number, number>();
+        const changedByRun = new Map<number, number>();
         if (chunk.length > 0) {
           const { rows } = await tx.query<{ kind: string; run_id: number; partition_id: number; n: number; id: number | null }>(
             loadSql('apply-updates'),
@@ -111,25 +114,25 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
         }
         const letters = [...chunkDead, ...missing];
         if (letters.length > 0) {
-          await tx.query(
-            `INSERT INTO dead_letters (run_id, partition_id, source_topic, source_partition, source_offset, record_key, reason, payload)
-             SELECT r, p, $1, $2, o, k, why, v
-             FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[]) AS t(r, p, o, k, why, v)
-             ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING`,
-            [
-              batch.topic,
-              batch.partition,
-              letters.map((d) => d.runId),
-              letters.map((d) => d.partitionId),
-              letters.map((d) => d.offset),
-              letters.map((d) => d.key),
-              letters.map((d) => d.reason),
-              letters.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
-            ],
-          );
+          await tx.query(loadSql('record-dead-letters'), [
+            batch.topic,
+            batch.partition,
+            letters.map((d) => d.runId),
+            letters.map((d) => d.partitionId),
+            letters.map((d) => d.offset),
+            letters.map((d) => d.key),
+            letters.map((d) => d.reason),
+            letters.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
+          ]);
         }
-        return [...perPartition.values()].reduce((a, b) => a + b, 0);
+        return { changed: [...perPartition.values()].reduce((a, b) => a + b, 0), changedByRun };
       });
+      // Committed: count it down at once, so that a failure further on (the dead-letter send)
+      // cannot leave the counter above what Postgres holds.
+      for (const [runId, n] of changedByRun) {
+        const left = deps.coordination ? await deps.coordination.decrementOutstanding(runId, n).catch(() => null) : null;
+        if (left === null || left <= 0) deps.onRunMaybeDone(runId);
+      }
       const letters = [...chunkDead, ...missing];
       if (letters.length > 0) {
         await deps.stream.send(
@@ -151,10 +154,6 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
       // The whole batch is always applied (a replay of it is harmless); after a rebalance the
       // caller skips the offset commit, so the new owner re-reads it.
       await batch.heartbeat().catch(() => {});
-    }
-    for (const [runId, n] of changedByRun) {
-      const left = deps.coordination ? await deps.coordination.decrementOutstanding(runId, n).catch(() => null) : null;
-      if (left === null || left <= 0) deps.onRunMaybeDone(runId);
     }
   };
 }

@@ -9,9 +9,9 @@
  * The completion event is sent from an outbox (`completion_published`), keyed by run id and
  * carrying an `event-id` header: a consumer may receive it twice and can tell.
  */
-import type { Db } from '../db.ts';
+import { type Db, inTransaction } from '../db.ts';
 import type { Logger } from '../logger.ts';
-import { markCompletionPublished, tryCompleteRun, unpublishedCompletions } from '../runs/run-store.ts';
+import { lockUnpublishedCompletion, markCompletionPublished, markRunFailedIfStuck, tryCompleteRun, unpublishedCompletions } from '../runs/run-store.ts';
 import type { StreamClient } from '../stream/kafka.ts';
 import type { Coordination } from './redis.ts';
 
@@ -72,23 +72,36 @@ export class CompletionTracker {
     return attempt;
   }
 
-  /** Sends the completion event of every completed run that has not been announced. */
+  /**
+   * Sends the completion event of every completed run that has not been announced.
+   * Each run's outbox row is locked (`FOR UPDATE SKIP LOCKED`) while its event is sent and
+   * marked published, so of several instances publishing at once exactly one sends it; only
+   * a crash between the acknowledgement and the commit can send it twice (same key and
+   * `event-id`). Returns how many events this call sent.
+   */
   async publishPending(): Promise<number> {
     const pending = await unpublishedCompletions(this.deps.db.pool);
-    for (const run of pending) {
-      const event: RunCompletedEvent = {
-        type: 'run.completed',
-        eventId: `run-${run.id}-completed`,
-        runId: run.id,
-        completedAt: run.completed_at,
-        rows: run.rows_total,
-      };
-      await this.deps.stream.send(this.deps.topicRunEvents, [
-        { key: String(run.id), value: JSON.stringify(event), headers: { 'event-id': event.eventId, 'event-type': event.type } },
-      ]);
-      await markCompletionPublished(this.deps.db.pool, run.id);
+    let sent = 0;
+    for (const candidate of pending) {
+      const published = await inTransaction(this.deps.db.pool, async (tx) => {
+        const run = await lockUnpublishedCompletion(tx, candidate.id);
+        if (!run) return false;
+        const event: RunCompletedEvent = {
+          type: 'run.completed',
+          eventId: `run-${run.id}-completed`,
+          runId: run.id,
+          completedAt: run.completed_at,
+          rows: run.rows_total,
+        };
+        await this.deps.stream.send(this.deps.topicRunEvents, [
+          { key: String(run.id), value: JSON.stringify(event), headers: { 'event-id': event.eventId, 'event-type': event.type } },
+        ]);
+        await markCompletionPublished(tx, run.id);
+        return true;
+      });
+      if (published) sent++;
     }
-    return pending.length;
+    return sent;
   }
 
   /** One reconciliation pass over the running runs. */
@@ -112,7 +125,16 @@ export class CompletionTracker {
         if (counter === null) {
           const rebuilt = run.rows_total - run.rows_applied;
           const created = await this.deps.coordination.initOutstanding(run.id, rebuilt).catch(() => false);
-          if (created) this.deps.log.info({ runId: run.id, outstanding: rebuilt }, 'rebuilt the outstanding counter from Postgres');
+          if (created) {
+            // The run may have completed (and deleted its counter) since the query above:
+            // then the rebuilt counter would be left behind for good.
+            const still = await this.deps.db.pool.query<{ running: boolean }>(
+              `SELECT status = 'running' AS running FROM migration_runs WHERE id = $1`,
+              [run.id],
+            );
+            if (still.rows[0]?.running) this.deps.log.info({ runId: run.id, outstanding: rebuilt }, 'rebuilt the outstanding counter from Postgres');
+            else await this.deps.coordination.deleteOutstanding(run.id).catch(() => {});
+          }
         }
       }
       const previous = this.lastApplied.get(run.id);
@@ -120,6 +142,10 @@ export class CompletionTracker {
       const stalled = previous !== undefined && previous === run.rows_applied;
       if (run.all_produced && (counter === null || counter <= 0 || stalled)) {
         await this.maybeComplete(run.id, true);
+      } else if (!run.all_produced) {
+        // Every partition ended but one failed for good (the instance that failed it may have
+        // died before saying so): the run is failed, visible and re-runnable.
+        await markRunFailedIfStuck(this.deps.db.pool, run.id);
       }
     }
     await this.publishPending().catch((error: unknown) => this.deps.log.warn({ err: String(error) }, 'publishing completion events failed'));

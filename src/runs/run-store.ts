@@ -211,6 +211,23 @@ export async function unpublishedCompletions(db: Queryable): Promise<{ id: numbe
   return rows;
 }
 
+/**
+ * Locks one completed run's outbox row if its event is still unpublished; null when it was
+ * published meanwhile or another transaction holds it (that one is publishing it).
+ */
+export async function lockUnpublishedCompletion(
+  tx: Queryable,
+  runId: number,
+): Promise<{ id: number; completed_at: string; rows_total: number } | null> {
+  const { rows } = await tx.query(
+    `SELECT r.id, r.completed_at, (SELECT coalesce(sum(row_count), 0) FROM partitions p WHERE p.run_id = r.id)::bigint AS rows_total
+     FROM migration_runs r WHERE r.id = $1 AND r.status = 'completed' AND NOT r.completion_published
+     FOR UPDATE OF r SKIP LOCKED`,
+    [runId],
+  );
+  return rows[0] ?? null;
+}
+
 export async function markCompletionPublished(db: Queryable, runId: number): Promise<void> {
   await db.query('UPDATE migration_runs SET completion_published = true WHERE id = $1', [runId]);
 }

@@ -49,7 +49,7 @@ export interface StreamClient {
     onJoined?: () => void;
     onCrash?: (error: Error) => void;
   }): Promise<ConsumerHandle>;
-  /** Per partition: committed offset of `groupId` and the high watermark. */
+  /** Per partition: committed offset of `groupId` and the high watermark; [] when the topic does not exist. */
   lag(groupId: string, topic: string): Promise<{ partition: number; committed: number; high: number; lag: number }[]>;
   /** Deletes topics (tests and demo cleanup); missing ones are ignored. */
   deleteTopics(topics: string[]): Promise<void>;
@@ -178,10 +178,18 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
       const admin = kafka.admin();
       await admin.connect();
       try {
-        const [high, committed] = await Promise.all([
+        // A missing topic has no lag (fetchTopicOffsets would retry for half a minute).
+        if (!(await admin.listTopics()).includes(topic)) return [];
+        // allSettled, not all: disconnecting while the other request is still in flight
+        // leaks its connection (kafkajs reconnects for it), keeping the process alive.
+        const [highResult, committedResult] = await Promise.allSettled([
           admin.fetchTopicOffsets(topic),
           admin.fetchOffsets({ groupId, topics: [topic] }),
         ]);
+        if (highResult.status === 'rejected') throw highResult.reason;
+        if (committedResult.status === 'rejected') throw committedResult.reason;
+        const high = highResult.value;
+        const committed = committedResult.value;
         const committedByPartition = new Map<number, number>();
         for (const t of committed) {
           for (const p of t.partitions) committedByPartition.set(p.partition, Number(p.offset));

@@ -37,22 +37,40 @@ export function encodeUpdateRecord(record: UpdateRecord): string {
   return JSON.stringify(updateRecordSchema.parse(record));
 }
 
-export type DecodeResult = { ok: true; record: UpdateRecord } | { ok: false; reason: string };
+/**
+ * A rejected record carries the run and partition it claims to belong to when its JSON
+ * names them as positive integers (best effort, so that dead letters can be counted per
+ * run); the caller must check that such a run exists before trusting it.
+ */
+export type DecodeResult =
+  | { ok: true; record: UpdateRecord }
+  | { ok: false; reason: string; runId: number | null; partitionId: number | null };
+
+function claimedId(json: unknown, field: 'runId' | 'partitionId'): number | null {
+  if (typeof json !== 'object' || json === null) return null;
+  const value = (json as Record<string, unknown>)[field];
+  return positiveId.safeParse(value).success ? (value as number) : null;
+}
 
 /** Parses and validates a record read from Kafka, never throwing. */
 export function decodeUpdateRecord(key: string | null, value: string | null): DecodeResult {
-  if (value === null) return { ok: false, reason: 'empty-value' };
+  if (value === null) return { ok: false, reason: 'empty-value', runId: null, partitionId: null };
   let json: unknown;
   try {
     json = JSON.parse(value);
   } catch {
-    return { ok: false, reason: 'invalid-json' };
+    return { ok: false, reason: 'invalid-json', runId: null, partitionId: null };
   }
+  const claimed = { runId: claimedId(json, 'runId'), partitionId: claimedId(json, 'partitionId') };
   const parsed = updateRecordSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return { ok: false, reason: `invalid-record: ${issue ? `${issue.path.join('.') || 'record'} ${issue.message}` : 'unknown'}` };
+    return {
+      ok: false,
+      reason: `invalid-record: ${issue ? `${issue.path.join('.') || 'record'} ${issue.message}` : 'unknown'}`,
+      ...claimed,
+    };
   }
-  if (key !== String(parsed.data.id)) return { ok: false, reason: 'key-mismatch: key must equal the row id' };
+  if (key !== String(parsed.data.id)) return { ok: false, reason: 'key-mismatch: key must equal the row id', ...claimed };
   return { ok: true, record: parsed.data };
 }

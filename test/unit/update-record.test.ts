@@ -24,6 +24,14 @@ describe('update record', () => {
     if (!result.ok) expect(result.reason.startsWith(reason)).toBe(true);
   });
 
+  it('names the run and partition a rejected record claims, when it names them as ids', () => {
+    expect(decodeUpdateRecord('3', JSON.stringify({ ...record, v: 2 }))).toMatchObject({ ok: false, runId: 1, partitionId: 2 });
+    expect(decodeUpdateRecord('4', JSON.stringify(record))).toMatchObject({ ok: false, runId: 1, partitionId: 2 });
+    expect(decodeUpdateRecord('3', JSON.stringify({ ...record, runId: 'x', partitionId: -1 }))).toMatchObject({ ok: false, runId: null, partitionId: null });
+    expect(decodeUpdateRecord('3', '[1]')).toMatchObject({ ok: false, runId: null, partitionId: null });
+    expect(decodeUpdateRecord('3', '{nope')).toMatchObject({ ok: false, runId: null, partitionId: null });
+  });
+
   it('refuses to encode an invalid record', () => {
     expect(() => encodeUpdateRecord({ ...record, toVersion: 0 })).toThrow();
   });
