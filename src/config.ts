@@ -64,6 +64,11 @@ export interface Config {
   readonly maxAttempts: number;
   /** RETRY_BASE_MS: first retry delay; doubles per attempt, with jitter. */
   readonly retryBaseMs: number;
+  /**
+   * THROTTLE_ROWS_PER_SECOND: global limit on rows produced per second, shared by every
+   * instance through Redis; 0 means unlimited. A limit set at run time in Redis overrides it.
+   */
+  readonly throttleRowsPerSecond: number;
   /** IDENTIFY_LEASE_MS: lease of the identifying instance; another takes over after it. */
   readonly identifyLeaseMs: number;
   /** RECONCILE_INTERVAL_MS: how often counters and completion are checked against Postgres. */
@@ -107,6 +112,7 @@ const DEFAULTS = {
   HEARTBEAT_TIMEOUT_MS: '10000',
   MAX_ATTEMPTS: '5',
   RETRY_BASE_MS: '1000',
+  THROTTLE_ROWS_PER_SECOND: '0',
   IDENTIFY_LEASE_MS: '15000',
   RECONCILE_INTERVAL_MS: '3000',
   SHUTDOWN_GRACE_MS: '20000',
@@ -231,6 +237,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     heartbeatTimeoutMs,
     maxAttempts: int('MAX_ATTEMPTS', 1, 1000),
     retryBaseMs: int('RETRY_BASE_MS', 0, 3_600_000),
+    throttleRowsPerSecond: int('THROTTLE_ROWS_PER_SECOND', 0, 1_000_000_000),
     identifyLeaseMs: int('IDENTIFY_LEASE_MS', 1000, 3_600_000),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 100, 3_600_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 100, 3_600_000),

@@ -46,10 +46,13 @@ export interface Coordination {
 }
 
 export function createCoordination(options: { redisUrl: string; prefix: string }, log: Logger): Coordination {
-  const mkClient = () => {
+  // Commands of the main client fail fast, so that Redis being down never blocks the work.
+  // The subscriber instead keeps its SUBSCRIBE queued until Redis is reachable (and ioredis
+  // subscribes again after each reconnect): wake-ups resume by themselves after an outage.
+  const mkClient = (forSubscriber = false) => {
     const client = new Redis(options.redisUrl, {
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: false,
+      maxRetriesPerRequest: forSubscriber ? null : 1,
+      enableOfflineQueue: forSubscriber,
       lazyConnect: false,
       retryStrategy: (times) => Math.min(times * 200, 2000),
     });
@@ -96,7 +99,7 @@ export function createCoordination(options: { redisUrl: string; prefix: string }
       await client.publish(controlChannel, JSON.stringify({ action, runId })).catch(() => {});
     },
     async subscribe({ onWake, onSignal }) {
-      subscriber ??= mkClient();
+      subscriber ??= mkClient(true);
       subscriber.on('message', (channel: string, message: string) => {
         if (channel === wakeChannel) onWake();
         else if (channel === controlChannel) {
@@ -110,9 +113,19 @@ export function createCoordination(options: { redisUrl: string; prefix: string }
           }
         }
       });
-      await subscriber.subscribe(wakeChannel, controlChannel).catch((error: unknown) => {
-        log.warn({ err: String(error) }, 'redis subscribe failed; polling only');
-      });
+      // Wait a moment for the subscription, but never block start-up on Redis: until it is
+      // in place (or while Redis is down) polling alone finds the tasks.
+      const subscribed = subscriber.subscribe(wakeChannel, controlChannel).then(
+        () => true,
+        (error: unknown) => {
+          log.warn({ err: String(error) }, 'redis subscribe failed; polling only');
+          return false;
+        },
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const waited = await Promise.race([subscribed, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 2000)))]);
+      clearTimeout(timer);
+      if (waited === 'timeout') log.warn('redis subscription not in place yet; polling until it is');
     },
     async ping() {
       try {

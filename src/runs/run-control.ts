@@ -76,7 +76,7 @@ async function resetPartitions(db: Db, co: Coordination | null, runId: number, p
     }
     await tx.query(
       `UPDATE partitions SET offset_date = NULL, offset_id = NULL, completed = false, state = 'pending',
-              attempts = 0, last_error = NULL, completed_at = NULL, updated_at = now()
+              attempts = 0, rows_produced = 0, last_error = NULL, completed_at = NULL, updated_at = now()
        WHERE id = ANY ($1::bigint[])`,
       [partitionIds],
     );
@@ -107,7 +107,10 @@ export async function rerunPartition(db: Db, co: Coordination | null, partitionI
 }
 
 export async function rerunFailed(db: Db, co: Coordination | null, runId: number): Promise<number[]> {
-  await currentStatus(db, runId);
+  const status = await currentStatus(db, runId);
+  if (!RERUNNABLE.includes(status)) {
+    throw new UserError(`run ${runId} is ${status}; partitions can be rerun only while a run is running, paused or failed`);
+  }
   const { rows } = await db.pool.query<{ id: number }>(
     `SELECT id FROM partitions WHERE run_id = $1 AND state = 'failed' ORDER BY id`,
     [runId],

@@ -99,7 +99,8 @@ export class TaskExecutor {
 
   private execute(task: ClaimedTask): void {
     const { log, instanceId, db } = this.options;
-    const control: TaskControlState = { lost: false, stopping: false };
+    // A claim that was in flight when stop() began is handed back at once.
+    const control: TaskControlState = { lost: false, stopping: this.stopping };
     this.options.onClaim?.(task);
     const beat = setInterval(() => {
       heartbeat(db.pool, task, instanceId)
@@ -132,13 +133,19 @@ export class TaskExecutor {
    * to `graceMs` for them. Returns true when every task finished in time.
    */
   async stop(graceMs: number): Promise<boolean> {
+    const deadline = Date.now() + graceMs;
     this.stopping = true;
     this.wakeUp?.();
+    // Let a claim in flight finish first, so that the tasks it claimed are drained too.
+    await this.loop;
     for (const { control } of this.running.values()) control.stopping = true;
     const all = Promise.all([...this.running.values()].map((r) => r.done)).then(() => true);
-    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), graceMs).unref());
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+    });
     const finished = await Promise.race([all, timeout]);
-    await this.loop;
+    clearTimeout(timer);
     return finished;
   }
 }

@@ -121,7 +121,11 @@ export async function rescheduleAfterFailure(
 
 /**
  * Gives a claimed task back so another instance can take it at once (graceful shutdown,
- * pause). `parkUntilResumed` keeps it unclaimable until {@link unparkTasks}.
+ * pause). `parkUntilResumed` keeps it unclaimable until {@link unparkTasks}, but only while
+ * its run is still paused: the run row is share-locked in the same statement, so a resume
+ * that commits meanwhile either waits for this release (and then unparks it) or is seen by it
+ * (and the task is made due at once). Without that, a worker that saw "paused" just before a
+ * resume would park its task for good.
  */
 export async function releaseTask(
   db: Queryable,
@@ -129,12 +133,17 @@ export async function releaseTask(
   instanceId: string,
   parkUntilResumed = false,
 ): Promise<boolean> {
+  const runId = task.data.runId === undefined ? null : Number(task.data.runId);
   const { rowCount } = await db.query(
-    `UPDATE scheduled_tasks
+    `WITH run AS (
+       SELECT r.status FROM migration_runs r WHERE $5 AND r.id = $6::bigint FOR SHARE
+     )
+     UPDATE scheduled_tasks
      SET picked = false, picked_by = NULL, last_heartbeat = NULL, version = version + 1,
-         execution_time = CASE WHEN $5 THEN 'infinity'::timestamptz ELSE now() END
+         execution_time = CASE WHEN EXISTS (SELECT 1 FROM run WHERE run.status = 'paused')
+                               THEN 'infinity'::timestamptz ELSE now() END
      WHERE task_name = $1 AND task_instance = $2 AND version = $3 AND picked AND picked_by = $4`,
-    [task.taskName, task.taskInstance, task.version, instanceId, parkUntilResumed],
+    [task.taskName, task.taskInstance, task.version, instanceId, parkUntilResumed, runId],
   );
   return rowCount === 1;
 }

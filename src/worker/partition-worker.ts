@@ -7,6 +7,7 @@
 import type { Db, Queryable } from '../db.ts';
 import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { markRunFailedIfStuck } from '../runs/run-store.ts';
 import type { RunStatus } from '../schema.ts';
 import { loadSql } from '../sql.ts';
 import { encodeUpdateRecord } from '../stream/update-record.ts';
@@ -24,8 +25,11 @@ export interface PartitionWorkerDeps {
   topicUpdates: string;
   /** Current status of a run (may be cached for a moment). */
   runStatus(runId: number): Promise<RunStatus | null>;
-  /** Waits until `rows` may be produced under the global throttle. */
-  throttle?(rows: number): Promise<void>;
+  /**
+   * Waits until `rows` may be produced under the global throttle; returns false when it
+   * gave up early because `shouldStop` turned true (shutdown, task lost).
+   */
+  throttle?(rows: number, shouldStop: () => boolean): Promise<boolean>;
   /** Called after each acknowledged page (metrics, tests). */
   onPage?(event: { runId: number; partitionId: number; rows: number; lastId: number }): void;
 }
@@ -51,9 +55,17 @@ interface PartitionRow {
   completed: boolean;
 }
 
-/** SQL condition: the task row still carries this claim's token and owner. */
+/**
+ * SQL condition: the task row still carries this claim's token and owner. The row is
+ * share-locked until the writing transaction ends, so a claim by another instance (which
+ * updates the row) cannot commit between this check and the write it guards: the claim
+ * either comes after the write (and its owner reads the written offset) or before the
+ * check (and the write is refused). A plain EXISTS would read a snapshot that may already be
+ * stale when the write, delayed by a row lock, finally lands.
+ */
 const FENCE = `EXISTS (SELECT 1 FROM scheduled_tasks t
-  WHERE t.task_name = 'partition' AND t.task_instance = $1::text AND t.version = $2 AND t.picked AND t.picked_by = $3)`;
+  WHERE t.task_name = 'partition' AND t.task_instance = $1::text AND t.version = $2 AND t.picked AND t.picked_by = $3
+  FOR SHARE)`;
 
 function fenceParams(task: ClaimedTask, instanceId: string): [string, number, string] {
   return [task.taskInstance, task.version, instanceId];
@@ -67,6 +79,73 @@ async function loadPartition(db: Queryable, partitionId: number): Promise<Partit
     [partitionId],
   );
   return rows[0] ?? null;
+}
+
+/**
+ * Moves the partition's offset to the last row of a page Kafka acknowledged, only while
+ * `task` is still this instance's claim. Throws {@link FencedError} when it is not.
+ */
+export async function advanceOffset(
+  db: Queryable,
+  task: ClaimedTask,
+  instanceId: string,
+  page: { partitionId: number; lastDate: string; lastId: number; rows: number },
+): Promise<void> {
+  const advanced = await db.query(
+    `UPDATE partitions SET offset_date = $5::timestamptz, offset_id = $6, rows_produced = rows_produced + $7,
+            updated_at = now()
+     WHERE id = $4 AND ${FENCE}`,
+    [...fenceParams(task, instanceId), page.partitionId, page.lastDate, page.lastId, page.rows],
+  );
+  if (advanced.rowCount !== 1) throw new FencedError(`task of partition ${page.partitionId} was taken over`);
+}
+
+/**
+ * Marks the partition completed and deletes its task, in one transaction, only while `task`
+ * is still this instance's claim. Throws {@link FencedError} (and writes nothing) when not.
+ */
+export async function completePartition(db: Db, task: ClaimedTask, instanceId: string, partitionId: number): Promise<void> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const done = await client.query(
+      `UPDATE partitions SET completed = true, state = 'completed', completed_at = now(), updated_at = now(),
+              last_error = NULL
+       WHERE id = $4 AND ${FENCE}`,
+      [...fenceParams(task, instanceId), partitionId],
+    );
+    if (done.rowCount !== 1 || !(await completeTask(client, task, instanceId))) {
+      throw new FencedError(`task of partition ${partitionId} was taken over before completion`);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** Builds a page's update records; a row that cannot make a valid record fails the partition, naming the row. */
+function pageRecords(partition: PartitionRow, rows: { id: number; product_version: number }[]) {
+  return rows.map((row) => {
+    let value: string;
+    try {
+      value = encodeUpdateRecord({
+        v: 1,
+        runId: partition.run_id,
+        partitionId: partition.id,
+        id: row.id,
+        productKey: partition.product_key,
+        fromVersion: row.product_version,
+        toVersion: partition.product_version,
+      });
+    } catch (error) {
+      const detail = error instanceof Error && 'issues' in error ? JSON.stringify((error as { issues: unknown }).issues) : String(error);
+      throw new Error(`row ${row.id} cannot become an update record: ${detail}`, { cause: error });
+    }
+    return { key: String(row.id), value };
+  });
 }
 
 /** Processes the partition of a claimed task until it is done, paused, cancelled or released. */
@@ -120,7 +199,7 @@ export async function processPartition(
       await completeTask(db.pool, task, instanceId);
       return 'cancelled';
     }
-    await deps.throttle?.(deps.pageSize);
+    if (deps.throttle && !(await deps.throttle(deps.pageSize, () => control.stopping || control.lost))) continue;
     const page = await db.pool.query<{ id: number; created_date: string; product_version: number }>(loadSql('next-page'), [
       partition.product_key,
       partition.product_version,
@@ -131,54 +210,18 @@ export async function processPartition(
       deps.pageSize,
     ]);
     if (page.rows.length === 0) break;
-    await deps.stream.send(
-      deps.topicUpdates,
-      page.rows.map((row) => ({
-        key: String(row.id),
-        value: encodeUpdateRecord({
-          v: 1,
-          runId: partition.run_id,
-          partitionId,
-          id: row.id,
-          productKey: partition.product_key,
-          fromVersion: row.product_version,
-          toVersion: partition.product_version,
-        }),
-      })),
-    );
+    await deps.stream.send(deps.topicUpdates, pageRecords(partition, page.rows));
     const last = page.rows[page.rows.length - 1]!;
-    const advanced = await db.pool.query(
-      `UPDATE partitions SET offset_date = $5::timestamptz, offset_id = $6, rows_produced = rows_produced + $7,
-              updated_at = now()
-       WHERE id = $4 AND ${FENCE}`,
-      [...fenceParams(task, instanceId), partitionId, last.created_date, last.id, page.rows.length],
-    );
-    if (advanced.rowCount !== 1) throw new FencedError(`task of partition ${partitionId} was taken over`);
+    await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate: last.created_date, lastId: last.id, rows: page.rows.length });
     afterDate = last.created_date;
     afterId = last.id;
     deps.onPage?.({ runId: partition.run_id, partitionId, rows: page.rows.length, lastId: last.id });
     if (page.rows.length < deps.pageSize) break;
   }
 
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const done = await client.query(
-      `UPDATE partitions SET completed = true, state = 'completed', completed_at = now(), updated_at = now(),
-              last_error = NULL
-       WHERE id = $4 AND ${FENCE}`,
-      [...fenceParams(task, instanceId), partitionId],
-    );
-    if (done.rowCount !== 1 || !(await completeTask(client, task, instanceId))) {
-      throw new FencedError(`task of partition ${partitionId} was taken over before completion`);
-    }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  await completePartition(db, task, instanceId, partitionId);
   log.info('partition produced');
+  // A partition that failed earlier leaves its run running until the last other one ends.
+  await markRunFailedIfStuck(db.pool, partition.run_id);
   return 'completed';
 }
