@@ -480,6 +480,10 @@ kafka_down() {
 
 # =================================== Commands ===================================================
 cmd_up() {
+  if [[ "${TRANCHE_TESTCONTAINERS:-}" == "1" ]]; then
+    msg "TRANCHE_TESTCONTAINERS=1: the tests start their services in containers; nothing to bring up"
+    return 0
+  fi
   pg_up
   redis_up
   kafka_up

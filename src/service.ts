@@ -7,14 +7,15 @@
  *   const service = await startService(loadConfig(), log);
  *   process.on('SIGTERM', () => service.stop());
  */
-import type { Server } from 'node:http';
 import { CompletionTracker } from './coordination/completion.ts';
 import { type Coordination, createCoordination } from './coordination/redis.ts';
+import { createThrottle } from './coordination/throttle.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
 import { createDb, type Db } from './db.ts';
-import { startHttpServer } from './http/server.ts';
+import { createMetrics, type Metrics } from './http/metrics.ts';
+import { type HttpServer, startHttpServer } from './http/server.ts';
 import { identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
 import type { Logger } from './logger.ts';
 import { migrateToLatest } from './migrate.ts';
@@ -29,6 +30,8 @@ export interface ServiceOptions {
   cron?: boolean;
   /** Serve HTTP (default: config.httpPort > 0). */
   http?: boolean;
+  /** Port for HTTP when `http` is set; 0 picks a free one (default: config.httpPort). */
+  httpPort?: number;
   /** Apply pending schema migrations at start (default true). */
   migrate?: boolean;
 }
@@ -40,7 +43,9 @@ export interface Service {
   readonly coordination: Coordination;
   readonly completion: CompletionTracker;
   readonly executor: TaskExecutor;
+  /** The port HTTP listens on, or null when HTTP is off. */
   readonly httpPort: number | null;
+  readonly metrics: Metrics;
   /** Identifies a run created by this instance (manual or cron), in the background. */
   identify(runId: number): Promise<void>;
   /** Graceful stop: stop claiming, checkpoint and release tasks, leave the group. */
@@ -76,6 +81,16 @@ export async function startService(config: Config, log: Logger, options: Service
     return status;
   };
 
+  const metrics = createMetrics({
+    db,
+    instanceId: config.instanceId,
+    // Called at scrape time only, after the executor below exists.
+    activeTasks: () => executor.activeTasks,
+    consumerLag: () => stream.lag(config.kafkaGroupId, config.topicUpdates),
+  });
+
+  const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log });
+
   const completion = new CompletionTracker({
     db,
     stream,
@@ -93,12 +108,20 @@ export async function startService(config: Config, log: Logger, options: Service
     pollIntervalMs: config.pollIntervalMs,
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-    handler: (task, control) =>
-      processPartition(
-        { db, stream, log, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus },
+    onClaim: (task) => {
+      metrics.taskClaims.inc();
+      metrics.claimDelay.observe(task.claimDelayMs / 1000);
+    },
+    handler: async (task, control) => {
+      const outcome = await processPartition(
+        { db, stream, log, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
         task,
         control,
-      ),
+      );
+      // A task given back at shutdown is due now: wake an idle instance to take it at once.
+      if (outcome === 'released') await coordination.wake();
+      return outcome;
+    },
     onFailure: (task, error) =>
       recordPartitionFailure({ db, log, instanceId: config.instanceId, maxAttempts: config.maxAttempts, retryBaseMs: config.retryBaseMs }, task, error),
   });
@@ -111,8 +134,14 @@ export async function startService(config: Config, log: Logger, options: Service
     },
   });
 
+  // Partition work starts before the consumer joins its group: after a crash, the join waits
+  // for the dead member's session to expire (about 10 s), and claiming need not wait for it.
+  executor.start();
+
   let consumerJoined = false;
-  const consumer: ConsumerHandle = await stream.consume({
+  let consumer: ConsumerHandle | null = null;
+  let stopping = false;
+  const consume = () => stream.consume({
     groupId: config.kafkaGroupId,
     topic: config.topicUpdates,
     handle: createApplier({
@@ -121,6 +150,10 @@ export async function startService(config: Config, log: Logger, options: Service
       coordination,
       log,
       topicDeadLetters: config.topicDeadLetters,
+      onApplied: (e) => {
+        metrics.rowsApplied.inc(e.changed);
+        if (e.deadLetters > 0) metrics.deadLetters.inc(e.deadLetters);
+      },
       onRunMaybeDone: (runId) => {
         void completion.maybeComplete(runId);
       },
@@ -130,6 +163,20 @@ export async function startService(config: Config, log: Logger, options: Service
     },
     onCrash: (error) => log.error({ err: error.message }, 'update consumer crashed; kafkajs restarts it'),
   });
+  const consumerStarted = (async () => {
+    for (let attempt = 1; !stopping; attempt++) {
+      try {
+        const handle = await consume();
+        if (stopping) await handle.stop().catch(() => {});
+        else consumer = handle;
+        return;
+      } catch (error) {
+        const delay = Math.min(30_000, 1000 * attempt);
+        log.error({ err: String(error), attempt, retryInMs: delay }, 'the update consumer could not start; retrying');
+        await new Promise((r) => setTimeout(r, delay).unref());
+      }
+    }
+  })();
 
   const identifying = new Set<number>();
   const identify = async (runId: number): Promise<void> => {
@@ -176,23 +223,23 @@ export async function startService(config: Config, log: Logger, options: Service
         })
       : null;
 
-  let server: Server | null = null;
+  let server: HttpServer | null = null;
   if (options.http ?? config.httpPort > 0) {
     server = await startHttpServer(
       {
         db,
         log,
+        metrics,
         readiness: async () => ({
           postgres: await db.pool.query('SELECT 1').then(() => true, () => false),
           redis: await coordination.ping(),
           kafka: consumerJoined,
         }),
       },
-      config.httpPort,
+      options.httpPort ?? config.httpPort,
     );
   }
-  executor.start();
-  log.info({ concurrency: config.workerConcurrency, httpPort: server ? config.httpPort : null }, 'service started');
+  log.info({ concurrency: config.workerConcurrency, httpPort: server?.port ?? null }, 'service started');
 
   let stopped: Promise<boolean> | undefined;
   return {
@@ -202,18 +249,21 @@ export async function startService(config: Config, log: Logger, options: Service
     coordination,
     completion,
     executor,
-    httpPort: server ? config.httpPort : null,
+    httpPort: server?.port ?? null,
+    metrics,
     identify,
     stop(graceMs = config.shutdownGraceMs) {
       stopped ??= (async () => {
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
         await nightly?.stop();
+        stopping = true;
         const drained = await executor.stop(graceMs);
-        await consumer.stop().catch(() => {});
+        await Promise.race([consumerStarted, new Promise((r) => setTimeout(r, 2000).unref())]);
+        await consumer?.stop().catch(() => {});
         await stream.disconnect();
         await coordination.close();
-        await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+        await server?.close();
         await db.close();
         log.info({ drained }, 'stopped');
         return drained;

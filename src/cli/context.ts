@@ -3,6 +3,7 @@
  * Opening Postgres checks it is reachable so that a stopped database gives one clear line.
  */
 import { type Config, type ConfigOverrides, loadConfig } from '../config.ts';
+import { type ConsumerLag, consumerLag } from '../consumer/lag.ts';
 import { type Coordination, createCoordination } from '../coordination/redis.ts';
 import { createDb, type Db } from '../db.ts';
 import { ServiceUnavailableError } from '../errors.ts';
@@ -15,6 +16,8 @@ export interface CommandContext {
   /** Opens Postgres (and applies migrations unless told not to). */
   openDb(options?: { migrate?: boolean }): Promise<Db>;
   openCoordination(): Coordination;
+  /** Lag of the applier consumer group on the updates topic. */
+  consumerLag(): Promise<ConsumerLag>;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,9 @@ export function createContext(overrides: ConfigOverrides = {}, env: NodeJS.Proce
       const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
       closers.push(() => co.close());
       return co;
+    },
+    consumerLag() {
+      return consumerLag(config, { log });
     },
     async close() {
       for (const close of closers.reverse()) await close().catch(() => {});

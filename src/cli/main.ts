@@ -11,7 +11,9 @@ import { identifyCommand } from './commands/identify.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { seedCommand } from './commands/seed.ts';
 import { serveCommand } from './commands/serve.ts';
-import { statusCommand } from './commands/status.ts';
+import { stackCommand } from './commands/stack.ts';
+import { throttleCommand } from './commands/throttle.ts';
+import { partitionsCommand, statusCommand } from './commands/status.ts';
 import { type CommandContext, createContext } from './context.ts';
 import { collect, nonNegativeInt, parseId, positiveInt } from './parse.ts';
 
@@ -72,8 +74,26 @@ function buildProgram(): Command {
     .argument('[run]', 'run id (omit for the latest runs)', (v) => parseId(v, 'run'))
     .description('show a run (or the latest runs): state, partitions, rows, dead letters')
     .option('--json', 'print JSON')
+    .option('--no-watch', 'print once, even on a terminal while the run is going')
     .option('--limit <n>', 'runs to list without RUN', positiveInt, 20)
     .action((run, opts) => withContext({}, (ctx) => statusCommand(ctx, run, opts)));
+
+  program
+    .command('partitions')
+    .argument('<run>', 'run id', (v) => parseId(v, 'run'))
+    .description("list a run's partitions: state, rows, attempts, last error")
+    .addOption(new Option('--state <state>', 'only partitions in this state').choices(['pending', 'running', 'completed', 'failed']))
+    .option('--json', 'print JSON')
+    .action((run, opts) => withContext({}, (ctx) => partitionsCommand(ctx, run, opts)));
+
+  program
+    .command('stack')
+    .argument('<action>', 'up, down or status')
+    .option('--all', 'with down: also stop the local Redis and PostgreSQL')
+    .description('bring the local PostgreSQL, Redis and Kafka up, down, or show them')
+    .action(async (action, opts) => {
+      exitCode = await stackCommand(action, opts);
+    });
 
   program
     .command('runs')
@@ -98,6 +118,15 @@ function buildProgram(): Command {
     .option('--failed', 'every failed partition of --run')
     .option('--json', 'print JSON')
     .action((opts) => withContext({}, (ctx) => rerunCommand(ctx, opts)));
+
+  program
+    .command('throttle')
+    .argument('[rows-per-second]', 'global limit on rows produced per second, for every instance (0 = unlimited)', nonNegativeInt)
+    .description('show or change the global throttle, also while a run is going')
+    .option('--unlimited', 'remove the limit')
+    .option('--reset', 'go back to THROTTLE_ROWS_PER_SECOND')
+    .option('--json', 'print JSON')
+    .action((limit, opts) => withContext({}, (ctx) => throttleCommand(ctx, limit, opts)));
 
   program
     .command('demo')

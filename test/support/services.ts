@@ -1,15 +1,20 @@
 /** Starts in-process service instances on an isolated test environment. */
 import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../../src/config.ts';
-import { type Service, startService } from '../../src/service.ts';
+import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { quietLog, type TestEnv } from './env.ts';
 
-export async function startInstances(env: TestEnv, count: number, overrides: Record<string, string> = {}): Promise<Service[]> {
+export async function startInstances(
+  env: TestEnv,
+  count: number,
+  overrides: Record<string, string> = {},
+  options: ServiceOptions = {},
+): Promise<Service[]> {
   const services: Service[] = [];
   for (let i = 1; i <= count; i++) {
     const config = loadConfig({ ...env.env, ...overrides, INSTANCE_ID: `${env.id}-i${i}` });
-    services.push(await startService(config, quietLog, { migrate: false }));
+    services.push(await startService(config, quietLog, { migrate: false, ...options }));
   }
   return services;
 }

@@ -4,10 +4,9 @@
  * shows its progress and ends with a summary and an independent SQL check that no eligible
  * subscription is left. Exits 0 only if that check holds.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createContext } from '../context.ts';
+import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../instances.ts';
 import { identifyRun } from '../../identification/identify.ts';
 import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../runs/run-store.ts';
 import { countEligible, seed } from '../../seed.ts';
@@ -24,7 +23,6 @@ export interface DemoOptions {
   timeout: number;
 }
 
-const BIN = fileURLToPath(new URL('../../../bin/tranche.js', import.meta.url));
 const LOG_DIR = fileURLToPath(new URL('../../../.cache/demo/', import.meta.url));
 
 /** Demo isolation: its own schema, Redis prefix, topics and consumer group, unless set. */
@@ -48,49 +46,11 @@ export function demoContext(env: NodeJS.ProcessEnv = process.env): { ctx: Comman
   return { ctx: createContext({}, merged), env: merged };
 }
 
-function startInstance(env: NodeJS.ProcessEnv, index: number): { child: ChildProcess; logFile: string } {
-  mkdirSync(LOG_DIR, { recursive: true });
-  const logFile = `${LOG_DIR}instance-${index}.log`;
-  const out = createWriteStream(logFile);
-  const child = spawn(process.execPath, [BIN, 'serve'], {
-    env: { ...env, INSTANCE_ID: `demo-${index}`, HTTP_PORT: '0', CRON_ENABLED: 'false', LOG_LEVEL: process.env.LOG_LEVEL || 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.pipe(out);
-  child.stderr?.pipe(out);
-  return { child, logFile };
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function stopInstances(instances: { child: ChildProcess }[], graceMs: number): Promise<void> {
-  await Promise.all(
-    instances.map(
-      ({ child }) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-          child.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
-}
-
 export async function demoCommand(options: DemoOptions): Promise<number> {
   const { ctx, env } = demoContext();
   const { config } = ctx;
   const out = (line: string) => console.log(line);
-  const instances: { child: ChildProcess; logFile: string }[] = [];
+  const instances: Instance[] = [];
   try {
     const db = await ctx.openDb();
     out(`tranche demo: schema "${config.dbSchema}", ${options.instances} instances, partitions of ${fmt(options.partitionSize)} rows`);
@@ -103,7 +63,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     await ensureTopics(stream, config);
     await stream.disconnect();
 
-    for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, i));
+    for (let i = 1; i <= options.instances; i++) {
+      instances.push(startInstance(env, `demo-${i}`, LOG_DIR, { LOG_LEVEL: process.env.LOG_LEVEL || 'info' }));
+    }
     out(`started ${options.instances} service instances (logs in .cache/demo/)`);
 
     const co = ctx.openCoordination();
@@ -123,9 +85,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     let lastLine = '';
     let report = await getRunStatus(db.pool, run.runId);
     while (report && !['completed', 'failed', 'cancelled'].includes(report.status)) {
-      const exited = instances.find((i) => i.child.exitCode !== null || i.child.signalCode !== null);
+      const exited = instances.find(hasExited);
       if (exited) {
-        out(`\nan instance exited unexpectedly; its log ends with:\n${tail(exited.logFile)}`);
+        out(`\nan instance exited unexpectedly; its log ends with:\n${tailLog(exited.logFile)}`);
         return 1;
       }
       if (Date.now() > deadline) {

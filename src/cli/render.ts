@@ -1,0 +1,89 @@
+/**
+ * Text rendering of runs for the terminal: progress bars, rates and ETAs. Pure functions.
+ *
+ * @example
+ *   progressBar(30, 120, 10); // '██▌·······'
+ */
+import type { PartitionView } from '../runs/partition-list.ts';
+import { productsOf } from '../runs/partition-list.ts';
+import type { RunStatusReport } from '../runs/run-store.ts';
+
+export const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+export function progressBar(done: number, total: number, width = 20): string {
+  const ratio = total > 0 ? Math.min(1, Math.max(0, done / total)) : 1;
+  const cells = ratio * width;
+  const full = Math.floor(cells);
+  const half = cells - full >= 0.5 ? 1 : 0;
+  return '█'.repeat(full) + (half ? '▌' : '') + '·'.repeat(width - full - half);
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '—';
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Rows per second and seconds left, from rows applied over elapsed seconds. */
+export function rateAndEta(applied: number, total: number, elapsedSeconds: number): { rate: number; eta: number } {
+  const rate = elapsedSeconds > 0 ? applied / elapsedSeconds : 0;
+  const eta = applied >= total ? 0 : rate > 0 ? (total - applied) / rate : Number.POSITIVE_INFINITY;
+  return { rate, eta };
+}
+
+export interface RenderOptions {
+  /** Rows per second to show for the run (measured by the caller). */
+  rate: number;
+  /** Most partitions listed (those not completed, and any with an error, come first). */
+  maxPartitions?: number;
+  bars?: boolean;
+}
+
+export function renderRunDetail(run: RunStatusReport, partitions: PartitionView[], options: RenderOptions): string {
+  const bars = options.bars !== false;
+  const lines: string[] = [];
+  const left = run.rows.total - run.rows.applied;
+  const eta = left <= 0 ? 0 : options.rate > 0 ? left / options.rate : Number.POSITIVE_INFINITY;
+  const p = run.partitions;
+  lines.push(`run ${run.runId}  ${run.status}  (${run.trigger}, ${run.migration}, created ${run.createdAt})`);
+  lines.push(
+    `  rows        ${bars ? `${progressBar(run.rows.applied, run.rows.total, 30)} ` : ''}${fmt(run.rows.applied)} / ${fmt(run.rows.total)} applied, ` +
+      `${fmt(run.rows.produced)} produced` +
+      (run.status === 'running' ? `, ${fmt(options.rate)} rows/s, ETA ${formatDuration(eta)}` : ''),
+  );
+  lines.push(`  partitions  ${p.total} total: ${p.completed} completed, ${p.running} running, ${p.pending} pending, ${p.failed} failed`);
+  lines.push(`  dead letters ${run.deadLetters}`);
+  if (run.completedAt) lines.push(`  completed   ${run.completedAt}`);
+  if (run.lastError) lines.push(`  last error  ${run.lastError}`);
+  const products = productsOf(partitions);
+  if (products.length > 0) lines.push('', '  product                        version  partitions   rows applied');
+  for (const product of products) {
+    const name = product.productKey.length > 30 ? `${product.productKey.slice(0, 29)}…` : product.productKey;
+    lines.push(
+      `  ${JSON.stringify(name).padEnd(30)} v${String(product.productVersion).padEnd(7)} ` +
+        `${`${product.completed}/${product.partitions}`.padEnd(12)} ${bars ? `${progressBar(product.rows.applied, product.rows.total, 12)} ` : ''}` +
+        `${fmt(product.rows.applied)} / ${fmt(product.rows.total)}${product.failed > 0 ? `  (${product.failed} failed)` : ''}`,
+    );
+  }
+  const max = options.maxPartitions ?? 40;
+  const interesting = partitions
+    .filter((x) => x.state !== 'completed' || x.lastError !== null)
+    .sort((a, b) => (a.state === 'failed' ? -1 : 0) - (b.state === 'failed' ? -1 : 0));
+  if (interesting.length > 0) lines.push('', '  partition  product / #       state      rows applied            attempts  last error');
+  const now = Date.now();
+  for (const x of interesting.slice(0, max)) {
+    const started = x.startedAt ? Date.parse(x.startedAt.replace(' ', 'T').replace(/\+00$/, 'Z')) : Number.NaN;
+    const elapsed = Number.isNaN(started) ? 0 : (now - started) / 1000;
+    const { rate: prate, eta: peta } = rateAndEta(x.rows.applied, x.rows.total, elapsed);
+    const label = `${x.productKey.length > 10 ? `${x.productKey.slice(0, 9)}…` : x.productKey} #${x.seq}`;
+    lines.push(
+      `  ${String(x.id).padEnd(10)} ${label.padEnd(16)} ${x.state.padEnd(10)} ` +
+        `${`${fmt(x.rows.applied)}/${fmt(x.rows.total)}`.padEnd(14)}` +
+        `${x.state === 'running' ? ` ${fmt(prate)}/s ETA ${formatDuration(peta)}`.padEnd(10) : ''.padEnd(10)}` +
+        `${String(x.attempts).padEnd(9)} ${x.lastError ?? ''}`,
+    );
+  }
+  if (interesting.length > max) lines.push(`  … ${interesting.length - max} more (tranche partitions ${run.runId})`);
+  return lines.join('\n');
+}

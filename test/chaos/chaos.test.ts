@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { runChaos } from './chaos.ts';
+
+// The reduced chaos run of the test suite. It restarts Kafka, Redis and PostgreSQL, so it runs
+// in its own vitest project after every other test has finished (vitest.config.ts).
+describe('chaos (reduced)', () => {
+  it('keeps every invariant through instance kills and Kafka, Redis and PostgreSQL restarts', async () => {
+    const seed = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1_000_000));
+    const lines: string[] = [];
+    const report = await runChaos({
+      rows: 40_000,
+      instances: 3,
+      seed,
+      faults: ['kill', 'kafka', 'redis', 'postgres', 'kill'],
+      pageSize: 200,
+      partitionSize: 4000,
+      timeoutSeconds: 240,
+      log: (line) => {
+        lines.push(line);
+        console.log(line);
+      },
+    });
+    expect(report.injected.filter((f) => f.ok).length, lines.join('\n')).toBeGreaterThan(0);
+    expect(report.checks.filter((c) => !c.ok), lines.join('\n')).toEqual([]);
+  });
+});

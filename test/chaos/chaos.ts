@@ -1,0 +1,181 @@
+/**
+ * A chaos run: a real migration with several `serve` processes while faults are injected at
+ * moments drawn from a seed (SIGKILL of an instance then a restart, a Kafka broker restart,
+ * a Redis restart with its data gone, a PostgreSQL restart), then every invariant of
+ * ../shared/DESIGN.md checked with SQL and the topics' contents.
+ *
+ * It restarts shared services, so it must run alone: `npm run chaos`, or the reduced version
+ * that `npm test` runs after the main suite (vitest.chaos.config.ts).
+ */
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config.ts';
+import { createCoordination } from '../../src/coordination/redis.ts';
+import { createDb } from '../../src/db.ts';
+import { identifyRun } from '../../src/identification/identify.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { migrateToLatest } from '../../src/migrate.ts';
+import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { countEligible, seed } from '../../src/seed.ts';
+import { ensureTopics } from '../../src/service.ts';
+import { createStreamClient } from '../../src/stream/kafka.ts';
+import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../../src/cli/instances.ts';
+import { prng } from '../support/prng.ts';
+import { FaultUnavailable, restartKafka, restartPostgres, restartRedis } from './faults.ts';
+import { checkInvariants, type InvariantCheck } from './invariants.ts';
+
+export type FaultKind = 'kill' | 'kafka' | 'redis' | 'postgres';
+export const ALL_FAULTS: FaultKind[] = ['kill', 'kafka', 'redis', 'postgres'];
+
+export interface ChaosOptions {
+  /** Eligible rows to migrate. */
+  rows: number;
+  instances: number;
+  seed: number;
+  /** Faults to inject, in the order the seed shuffles them into. */
+  faults: FaultKind[];
+  partitionSize: number;
+  pageSize: number;
+  timeoutSeconds: number;
+  log(line: string): void;
+}
+
+export interface ChaosReport {
+  seed: number;
+  runId: number;
+  seconds: number;
+  injected: { at: number; fault: FaultKind; detail: string; ok: boolean }[];
+  checks: InvariantCheck[];
+  ok: boolean;
+}
+
+const LOG_DIR = fileURLToPath(new URL('../../.cache/chaos/', import.meta.url));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+  const rnd = prng(options.seed);
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DB_SCHEMA: 'tranche_chaos',
+    REDIS_PREFIX: 'tranche-chaos',
+    KAFKA_GROUP_ID: 'tranche-chaos-appliers',
+    TOPIC_UPDATES: 'tranche-chaos.updates',
+    TOPIC_DEAD_LETTERS: 'tranche-chaos.dead-letters',
+    TOPIC_RUN_EVENTS: 'tranche-chaos.run-events',
+    KAFKA_TOPIC_PARTITIONS: '6',
+    PAGE_SIZE: String(options.pageSize),
+    HEARTBEAT_INTERVAL_MS: '1000',
+    HEARTBEAT_TIMEOUT_MS: '4000',
+    POLL_INTERVAL_MS: '1000',
+    RECONCILE_INTERVAL_MS: '1000',
+    RETRY_BASE_MS: '300',
+    MAX_ATTEMPTS: '30',
+    SHUTDOWN_GRACE_MS: '5000',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+  };
+  const config = loadConfig(env, { INSTANCE_ID: 'chaos-runner' });
+  const log = silentLogger();
+  const db = createDb({ ...config, dbPoolSize: 4 });
+  const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
+  const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: 'tranche-chaos' }, log);
+  const instances: Instance[] = [];
+  const injected: ChaosReport['injected'] = [];
+  const started = Date.now();
+  const elapsed = () => Math.round((Date.now() - started) / 100) / 10;
+  try {
+    options.log(`chaos: seed ${options.seed}; ${options.rows.toLocaleString('en-US')} rows, ${options.instances} instances, faults ${options.faults.join(', ')}`);
+    await migrateToLatest(db);
+    await stream.deleteTopics([config.topicUpdates, config.topicDeadLetters, config.topicRunEvents]);
+    await ensureTopics(stream, config);
+    await co.client.eval("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1", 0, `${config.redisPrefix}:*`);
+    const products = 10;
+    const seeded = await seed(db, { subscriptions: options.rows, products, changed: products, reset: true, randomSeed: options.seed });
+    options.log(`chaos: seeded ${seeded.eligible.toLocaleString('en-US')} eligible subscriptions`);
+
+    mkdirSync(LOG_DIR, { recursive: true });
+    for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, `chaos-${i}`, LOG_DIR));
+    const run = await createRun(db, {
+      migration: SUBSCRIPTION_MIGRATION,
+      trigger: 'manual',
+      partitionSize: options.partitionSize,
+      maxPartitions: 1000,
+      instanceId: config.instanceId,
+      leaseMs: config.identifyLeaseMs,
+    });
+    await identifyRun({ db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, run.runId);
+    options.log(`chaos: run ${run.runId} identified`);
+
+    // The seed orders the faults and picks when they hit and which instance dies.
+    const plan = [...options.faults];
+    for (let i = plan.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+    }
+    const done = async () => (await getRunStatus(db.pool, run.runId).catch(() => null))?.status === 'completed';
+    for (const fault of plan) {
+      await sleep(1000 + rnd() * 3000);
+      if (await done()) {
+        options.log(`chaos: run finished before "${fault}" could be injected`);
+        break;
+      }
+      const at = elapsed();
+      try {
+        let detail: string;
+        if (fault === 'kill') {
+          const index = Math.floor(rnd() * instances.length);
+          const victim = instances[index]!;
+          victim.child.kill('SIGKILL');
+          await sleep(500 + rnd() * 1500);
+          instances[index] = startInstance(env, `${victim.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
+          detail = `SIGKILL ${victim.id} (pid ${victim.child.pid}), restarted as ${instances[index]!.id}`;
+        } else if (fault === 'kafka') detail = await restartKafka();
+        else if (fault === 'redis') detail = await restartRedis();
+        else detail = await restartPostgres();
+        injected.push({ at, fault, detail, ok: true });
+        options.log(`chaos: t=${at}s ${fault}: ${detail}`);
+      } catch (error) {
+        const detail = error instanceof FaultUnavailable ? `not injected: ${error.message}` : `failed: ${String(error)}`;
+        injected.push({ at, fault, detail, ok: false });
+        options.log(`chaos: t=${at}s ${fault}: ${detail}`);
+      }
+    }
+
+    const deadline = Date.now() + options.timeoutSeconds * 1000;
+    let last = '';
+    for (;;) {
+      const status = await getRunStatus(db.pool, run.runId).catch(() => null);
+      if (status?.status === 'completed') break;
+      if (status && ['failed', 'cancelled'].includes(status.status)) {
+        options.log(`chaos: run ended ${status.status}`);
+        break;
+      }
+      const line = status ? `${status.status}: ${status.rows.applied}/${status.rows.total} applied, ${status.partitions.completed}/${status.partitions.total} partitions` : 'status unavailable';
+      if (line !== last) options.log(`chaos: t=${elapsed()}s ${line}`);
+      last = line;
+      for (const [i, instance] of instances.entries()) {
+        if (hasExited(instance)) {
+          options.log(`chaos: ${instance.id} exited (${instance.child.exitCode ?? instance.child.signalCode}); log ends:\n${tailLog(instance.logFile, 8)}`);
+          instances[i] = startInstance(env, `${instance.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
+        }
+      }
+      if (Date.now() > deadline) {
+        options.log(`chaos: timed out after ${options.timeoutSeconds}s`);
+        break;
+      }
+      await sleep(500);
+    }
+    const seconds = elapsed();
+    await stopInstances(instances, 10_000);
+    const checks = await checkInvariants({ db, config, runId: run.runId, pageSize: options.pageSize, faults: injected.filter((f) => f.ok).length, eligibleAtStart: seeded.eligible, leftEligible: await countEligible(db) });
+    for (const check of checks) options.log(`${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
+    const ok = checks.every((c) => c.ok);
+    options.log(`chaos: ${ok ? 'every invariant held' : 'INVARIANT BREACHED'} (seed ${options.seed}, ${seconds}s)`);
+    return { seed: options.seed, runId: run.runId, seconds, injected, checks, ok };
+  } finally {
+    await stopInstances(instances, 5000);
+    await stream.disconnect();
+    await co.close();
+    await db.close();
+  }
+}

@@ -1,0 +1,77 @@
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identifyRun } from '../../src/identification/identify.ts';
+import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { seed } from '../../src/seed.ts';
+import type { Service } from '../../src/service.ts';
+import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+
+interface Family {
+  name: string;
+  type: string;
+  metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string }[];
+}
+
+describe('HTTP endpoints of serve', () => {
+  let env: TestEnv;
+  let services: Service[] = [];
+  let base = '';
+  beforeAll(async () => {
+    env = await createTestEnv({ PAGE_SIZE: '100' });
+    services = await startInstances(env, 1, {}, { http: true, httpPort: 0 });
+    base = `http://127.0.0.1:${services[0]!.httpPort}`;
+  });
+  afterAll(async () => {
+    await stopAll(services);
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('answers health and readiness', async () => {
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await waitFor(async () => {
+      const res = await fetch(`${base}/readyz`);
+      return res.status === 200 ? res.json() : null;
+    }, 30_000, 'readiness');
+    expect(ready).toMatchObject({ status: 'ready', checks: { postgres: true, redis: true, kafka: true } });
+  });
+
+  it('serves run and partition JSON, and metrics that a Prometheus parser reads', async () => {
+    await seed(env.db, { subscriptions: 2000, products: 4, changed: 2 });
+    const run = await createRun(env.db, {
+      migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', partitionSize: 250, maxPartitions: 100, instanceId: 'test', leaseMs: 10_000,
+    });
+    await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
+    await waitFor(async () => (await getRunStatus(env.db.pool, run.runId))?.status === 'completed', 60_000, 'run completion');
+
+    const runs = (await (await fetch(`${base}/api/runs`)).json()) as { runId: number; status: string }[];
+    expect(runs[0]).toMatchObject({ runId: run.runId, status: 'completed' });
+    const partitions = (await (await fetch(`${base}/api/runs/${run.runId}/partitions`)).json()) as { state: string }[];
+    expect(partitions).toHaveLength(4);
+    expect(partitions.every((p) => p.state === 'completed')).toBe(true);
+    expect((await fetch(`${base}/api/runs/${run.runId}/partitions?state=bogus`)).status).toBe(400);
+    expect((await fetch(`${base}/api/runs/99999`)).status).toBe(404);
+    expect((await fetch(`${base}/api/runs`, { method: 'POST' })).status).toBe(405);
+
+    const res = await fetch(`${base}/metrics`);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    const families = parsePrometheusTextFormat(await res.text()) as Family[];
+    const byName = new Map(families.map((f) => [f.name, f]));
+    const value = (name: string) => Number(byName.get(name)?.metrics[0]?.value);
+    expect(value('tranche_rows_produced_total')).toBe(1000);
+    expect(value('tranche_rows_applied_total')).toBe(1000);
+    expect(value('tranche_task_claims_total')).toBe(4);
+    expect(value('tranche_dead_letters_total')).toBe(0);
+    expect(byName.get('tranche_claim_delay_seconds')?.type).toBe('HISTOGRAM');
+    // This parser reports a histogram by its cumulative buckets: +Inf holds every observation.
+    expect(Number(byName.get('tranche_claim_delay_seconds')?.metrics[0]?.buckets?.['+Inf'])).toBe(4);
+    expect(byName.get('tranche_consumer_lag')?.type).toBe('GAUGE');
+    const lag = byName.get('tranche_consumer_lag')!.metrics;
+    expect(lag.length).toBe(3);
+    expect(lag.every((m) => Number(m.value) === 0)).toBe(true);
+    const duration = byName.get('tranche_run_duration_seconds')!.metrics.find((m) => m.labels?.run_id === String(run.runId));
+    expect(Number(duration?.value)).toBeGreaterThan(0);
+    expect(byName.has('tranche_partitions')).toBe(true);
+  });
+});
