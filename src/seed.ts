@@ -10,7 +10,7 @@
  * @example
  *   await seed(db, { subscriptions: 200_000, products: 20, changed: 5, reset: true });
  */
-import type { Db } from './db.ts';
+import { type Db, inTransaction } from './db.ts';
 import { UserError } from './errors.ts';
 
 export interface SeedOptions {
@@ -51,9 +51,7 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
   }
   const tieShare = options.tieShare ?? 0.15;
   let deferred: { indexname: string; indexdef: string }[] = [];
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(db.pool, async (client) => {
     if (options.reset) {
       await client.query(
         'TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY',
@@ -91,13 +89,7 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
        FROM generate_series(1, $1::bigint) AS g`,
       [subscriptions, keys, products, tieShare],
     );
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
   if (deferred.length > 0) {
     const builder = await db.pool.connect();
     try {

@@ -8,6 +8,7 @@
  * @example
  *   const result = await identifyRun(deps, runId);  // { partitions: 40, rows: 400000 }
  */
+import type { QueryResultRow } from 'pg';
 import type { Coordination } from '../coordination/redis.ts';
 import { type Db, inTransaction, type Queryable } from '../db.ts';
 import { FencedError } from '../errors.ts';
@@ -23,6 +24,18 @@ export interface PartitionBounds {
   maxCreatedDate: string;
   maxId: number;
   rowCount: number;
+}
+
+/** A row of a boundary statement (seq, min/max bounds, row_count) as {@link PartitionBounds}. */
+export function toBounds(r: QueryResultRow): PartitionBounds {
+  return {
+    seq: r.seq,
+    minCreatedDate: r.min_created_date,
+    minId: r.min_id,
+    maxCreatedDate: r.max_created_date,
+    maxId: r.max_id,
+    rowCount: r.row_count,
+  };
 }
 
 export interface IdentifyDeps {
@@ -50,16 +63,7 @@ export async function computeBoundaries(
 ): Promise<PartitionBounds[]> {
   const run = async (size: number) => {
     const { rows } = await db.query(loadSql(statement), [productKey, targetVersion, size, maxPartitions]);
-    return rows.map(
-      (r): PartitionBounds => ({
-        seq: r.seq,
-        minCreatedDate: r.min_created_date,
-        minId: r.min_id,
-        maxCreatedDate: r.max_created_date,
-        maxId: r.max_id,
-        rowCount: r.row_count,
-      }),
-    );
+    return rows.map(toBounds);
   };
   const first = await run(partitionSize);
   const last = first[first.length - 1];

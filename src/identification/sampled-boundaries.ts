@@ -15,7 +15,7 @@
  */
 import type { Queryable } from '../db.ts';
 import { loadSql } from '../sql.ts';
-import type { PartitionBounds } from './identify.ts';
+import { type PartitionBounds, toBounds } from './identify.ts';
 
 export interface SampledPartitionBounds extends PartitionBounds {
   productKey: string;
@@ -48,15 +48,6 @@ export async function computeSampledBoundaries(
     samplePercent,
   ]);
   return rows.map(
-    (r): SampledPartitionBounds => ({
-      productKey: r.product_key,
-      seq: r.seq,
-      minCreatedDate: r.min_created_date,
-      minId: r.min_id,
-      maxCreatedDate: r.max_created_date,
-      maxId: r.max_id,
-      rowCount: r.row_count,
-      sampled: r.sampled,
-    }),
+    (r): SampledPartitionBounds => ({ ...toBounds(r), productKey: r.product_key, sampled: r.sampled }),
   );
 }

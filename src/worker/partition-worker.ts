@@ -4,7 +4,7 @@
  * only while this instance still holds the task (fencing token), so after a crash at most
  * one page is produced again and a stale owner can write nothing.
  */
-import type { Db, Queryable } from '../db.ts';
+import { type Db, inTransaction, type Queryable } from '../db.ts';
 import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { markRunFailedIfStuck } from '../runs/run-store.ts';
@@ -105,25 +105,17 @@ export async function advanceOffset(
  * is still this instance's claim. Throws {@link FencedError} (and writes nothing) when not.
  */
 export async function completePartition(db: Db, task: ClaimedTask, instanceId: string, partitionId: number): Promise<void> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const done = await client.query(
+  await inTransaction(db.pool, async (tx) => {
+    const done = await tx.query(
       `UPDATE partitions SET completed = true, state = 'completed', completed_at = now(), updated_at = now(),
               last_error = NULL
        WHERE id = $4 AND ${FENCE}`,
       [...fenceParams(task, instanceId), partitionId],
     );
-    if (done.rowCount !== 1 || !(await completeTask(client, task, instanceId))) {
+    if (done.rowCount !== 1 || !(await completeTask(tx, task, instanceId))) {
       throw new FencedError(`task of partition ${partitionId} was taken over before completion`);
     }
-    await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Builds a page's update records; a row that cannot make a valid record fails the partition, naming the row. */
