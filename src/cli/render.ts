@@ -70,18 +70,19 @@ export function renderRunDetail(run: RunStatusReport, partitions: PartitionView[
   const interesting = partitions
     .filter((x) => x.state !== 'completed' || x.lastError !== null)
     .sort((a, b) => (a.state === 'failed' ? -1 : 0) - (b.state === 'failed' ? -1 : 0));
-  if (interesting.length > 0) lines.push('', '  partition  product / #       state      rows applied            attempts  last error');
+  if (interesting.length > 0) {
+    lines.push('', `  ${'partition'.padEnd(10)} ${'product #'.padEnd(24)} ${'state'.padEnd(10)} ${'rows applied'.padEnd(18)} ${'rate, ETA'.padEnd(22)} ${'attempts'.padEnd(8)} last error`);
+  }
   const now = Date.now();
   for (const x of interesting.slice(0, max)) {
     const started = x.startedAt ? Date.parse(x.startedAt.replace(' ', 'T').replace(/\+00$/, 'Z')) : Number.NaN;
     const elapsed = Number.isNaN(started) ? 0 : (now - started) / 1000;
     const { rate: prate, eta: peta } = rateAndEta(x.rows.applied, x.rows.total, elapsed);
-    const label = `${x.productKey.length > 10 ? `${x.productKey.slice(0, 9)}…` : x.productKey} #${x.seq}`;
+    const name = x.productKey.length > 20 ? `${x.productKey.slice(0, 19)}…` : x.productKey;
+    const speed = x.state === 'running' ? `${fmt(prate)}/s, ETA ${formatDuration(peta)}` : '';
     lines.push(
-      `  ${String(x.id).padEnd(10)} ${label.padEnd(16)} ${x.state.padEnd(10)} ` +
-        `${`${fmt(x.rows.applied)}/${fmt(x.rows.total)}`.padEnd(14)}` +
-        `${x.state === 'running' ? ` ${fmt(prate)}/s ETA ${formatDuration(peta)}`.padEnd(10) : ''.padEnd(10)}` +
-        `${String(x.attempts).padEnd(9)} ${x.lastError ?? ''}`,
+      `  ${String(x.id).padEnd(10)} ${`${name} #${x.seq}`.padEnd(24)} ${x.state.padEnd(10)} ` +
+        `${`${fmt(x.rows.applied)}/${fmt(x.rows.total)}`.padEnd(18)} ${speed.padEnd(22)} ${String(x.attempts).padEnd(8)} ${x.lastError ?? ''}`,
     );
   }
   if (interesting.length > max) lines.push(`  … ${interesting.length - max} more (tranche partitions ${run.runId})`);
