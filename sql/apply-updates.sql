@@ -5,8 +5,10 @@
 --   $4 partition_ids  bigint[]
 -- A row changes only while its version is below the record's target, so a replayed record
 -- or a stale one arriving after a newer one changes nothing. Returns one row per
--- (run, partition) with the number of rows this batch really changed, and one row per
--- record whose subscription no longer exists (kind = 'missing').
+-- (run, partition) with the number of rows this batch really changed. Records whose row no
+-- longer exists are looked for separately (find-missing-rows), and only when a batch changed
+-- fewer rows than it holds: in a normal run that never happens, and the check is 27% of
+-- this statement's cost when done for every batch (docs/benchmarks.md).
 WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::bigint[])
     AS r(id, to_version, run_id, partition_id)
@@ -18,10 +20,6 @@ changed AS (
   WHERE s.id = r.id AND s.product_version < r.to_version
   RETURNING r.run_id, r.partition_id
 )
-SELECT 'changed' AS kind, c.run_id, c.partition_id, count(*)::bigint AS n, NULL::bigint AS id
+SELECT c.run_id, c.partition_id, count(*)::bigint AS n
 FROM changed c
 GROUP BY c.run_id, c.partition_id
-UNION ALL
-SELECT 'missing', r.run_id, r.partition_id, 1, r.id
-FROM input r
-WHERE NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = r.id)

@@ -36,6 +36,11 @@ export interface Config {
   readonly topicRunEvents: string;
   /** KAFKA_TOPIC_PARTITIONS: partitions of topics tranche creates. */
   readonly kafkaTopicPartitions: number;
+  /**
+   * CONSUMER_CONCURRENCY: topic partitions whose batches one instance applies at once
+   * (default: KAFKA_TOPIC_PARTITIONS).
+   */
+  readonly consumerConcurrency: number;
   /** KAFKA_REPLICATION_FACTOR: replication of topics tranche creates. */
   readonly kafkaReplicationFactor: number;
   /** CRON_ENABLED: whether `serve` fires the nightly trigger. */
@@ -99,6 +104,7 @@ const DEFAULTS = {
   TOPIC_RUN_EVENTS: 'tranche.run-events',
   KAFKA_TOPIC_PARTITIONS: '6',
   KAFKA_REPLICATION_FACTOR: '1',
+  CONSUMER_CONCURRENCY: '',
   CRON_ENABLED: 'true',
   CRON_SCHEDULE: '0 2 * * *',
   CRON_TIMEZONE: 'UTC',
@@ -224,6 +230,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     topicRunEvents: topic('TOPIC_RUN_EVENTS'),
     kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', 1, 10_000),
     kafkaReplicationFactor: int('KAFKA_REPLICATION_FACTOR', 1, 100),
+    consumerConcurrency: pick('CONSUMER_CONCURRENCY') === '' ? int('KAFKA_TOPIC_PARTITIONS', 1, 10_000) : int('CONSUMER_CONCURRENCY', 1, 10_000),
     cronEnabled: bool('CRON_ENABLED'),
     cronSchedule,
     cronTimezone,

@@ -144,6 +144,7 @@ export async function startService(config: Config, log: Logger, options: Service
   const consume = () => stream.consume({
     groupId: config.kafkaGroupId,
     topic: config.topicUpdates,
+    concurrency: config.consumerConcurrency,
     handle: createApplier({
       db,
       stream,

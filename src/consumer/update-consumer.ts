@@ -76,28 +76,32 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
         const perPartition = new Map<number, number>();
         const changedByRun = new Map<number, number>();
         if (chunk.length > 0) {
-          const { rows } = await tx.query<{ kind: string; run_id: number; partition_id: number; n: number; id: number | null }>(
-            loadSql('apply-updates'),
-            [
-              chunk.map((c) => c.record.id),
-              chunk.map((c) => c.record.toVersion),
-              chunk.map((c) => c.record.runId),
-              chunk.map((c) => c.record.partitionId),
-            ],
-          );
+          const { rows } = await tx.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
+            chunk.map((c) => c.record.id),
+            chunk.map((c) => c.record.toVersion),
+            chunk.map((c) => c.record.runId),
+            chunk.map((c) => c.record.partitionId),
+          ]);
+          let changedRows = 0;
           for (const row of rows) {
-            if (row.kind === 'changed') {
-              perPartition.set(row.partition_id, (perPartition.get(row.partition_id) ?? 0) + row.n);
-              changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
-            } else {
-              const source = chunk.find((c) => c.record.id === row.id);
+            perPartition.set(row.partition_id, (perPartition.get(row.partition_id) ?? 0) + row.n);
+            changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
+            changedRows += row.n;
+          }
+          // Only a batch that changed fewer rows than it holds (a replay, or deleted rows) can
+          // name rows that no longer exist.
+          if (changedRows < chunk.length) {
+            const gone = await tx.query<{ id: number }>(loadSql('find-missing-rows'), [chunk.map((c) => c.record.id)]);
+            const byId = new Map(chunk.map((c) => [c.record.id, c]));
+            for (const { id } of gone.rows) {
+              const source = byId.get(id);
               missing.push({
                 offset: source?.offset ?? '-1',
-                key: row.id === null ? null : String(row.id),
+                key: String(id),
                 value: source ? JSON.stringify(source.record) : null,
                 reason: 'row-not-found',
-                runId: row.run_id,
-                partitionId: row.partition_id,
+                runId: source?.record.runId ?? null,
+                partitionId: source?.record.partitionId ?? null,
               });
             }
           }

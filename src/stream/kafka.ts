@@ -45,6 +45,8 @@ export interface StreamClient {
     groupId: string;
     topic: string;
     fromBeginning?: boolean;
+    /** Topic partitions whose batches are applied at once (kafkajs partitionsConsumedConcurrently). */
+    concurrency?: number;
     handle: (batch: IncomingBatch) => Promise<void>;
     onJoined?: () => void;
     onCrash?: (error: Error) => void;
@@ -123,7 +125,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
       await p.send({ topic, acks: -1, messages });
     },
 
-    async consume({ groupId, topic, fromBeginning = true, handle, onJoined, onCrash }) {
+    async consume({ groupId, topic, fromBeginning = true, concurrency = 1, handle, onJoined, onCrash }) {
       const consumer = kafka.consumer({
         groupId,
         allowAutoTopicCreation: false,
@@ -138,6 +140,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
       await consumer.connect();
       await consumer.subscribe({ topic, fromBeginning });
       await consumer.run({
+        partitionsConsumedConcurrently: concurrency,
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async (payload: EachBatchPayload) => {

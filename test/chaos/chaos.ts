@@ -37,6 +37,8 @@ export interface ChaosOptions {
   partitionSize: number;
   pageSize: number;
   timeoutSeconds: number;
+  /** Global rows/s limit (THROTTLE_ROWS_PER_SECOND), so that a small run lasts long enough for its faults; 0 = none. */
+  throttle?: number;
   log(line: string): void;
 }
 
@@ -72,6 +74,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     RETRY_BASE_MS: '300',
     MAX_ATTEMPTS: '30',
     SHUTDOWN_GRACE_MS: '5000',
+    THROTTLE_ROWS_PER_SECOND: String(options.throttle ?? 0),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
   };
   const config = loadConfig(env, { INSTANCE_ID: 'chaos-runner' });

@@ -5,6 +5,7 @@
  *   --seed N          reproduce a run (default: random, printed at the start)
  *   --faults LIST     comma-separated from kill,kafka,redis,postgres (default kill,kill,kafka,redis,postgres,kill)
  *   --timeout S       give up after S seconds (default 1200)
+ *   --throttle N      global limit in rows/s, to stretch a small run (default 0: none)
  * It restarts the local Kafka, Redis and PostgreSQL: run it alone. Exits 1 on any breach.
  */
 import { parseArgs } from 'node:util';
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     timeout: { type: 'string', default: '1200' },
     'page-size': { type: 'string', default: '1000' },
     'partition-size': { type: 'string', default: '50000' },
+    throttle: { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -53,6 +55,7 @@ const report = await runChaos({
   pageSize: whole('page-size', values['page-size'], 1),
   partitionSize: whole('partition-size', values['partition-size'], 1),
   timeoutSeconds: whole('timeout', values.timeout, 1),
+  throttle: whole('throttle', values.throttle, 0),
   log: (line) => console.log(line),
 });
 console.log(`chaos: reproduce with: npm run chaos -- --seed ${report.seed} --rows ${values.rows} --faults ${values.faults}`);
