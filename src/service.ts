@@ -14,6 +14,7 @@ import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
 import { createDb, type Db } from './db.ts';
+import { ServiceUnavailableError } from './errors.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
 import { identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
@@ -68,8 +69,22 @@ export async function startService(config: Config, log: Logger, options: Service
   const db = createDb({ ...config, applicationName: `tranche:${config.instanceId}` });
   const coordination = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
   const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: config.kafkaClientId }, log);
+  try {
+    await db.pool.query('SELECT 1');
+  } catch (error) {
+    await db.close();
+    throw new ServiceUnavailableError(`cannot reach Postgres: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
   if (options.migrate !== false) await migrateToLatest(db);
-  await ensureTopics(stream, config);
+  try {
+    await ensureTopics(stream, config);
+  } catch (error) {
+    await Promise.allSettled([stream.disconnect(), coordination.close(), db.close()]);
+    throw new ServiceUnavailableError(
+      `cannot reach Kafka at ${config.kafkaBrokers.join(',')}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
 
   const statusCache = new Map<number, { status: RunStatus | null; at: number }>();
   const runStatus = async (runId: number): Promise<RunStatus | null> => {

@@ -17,19 +17,43 @@ process.on('warning', (w) => {
 });
 import { ALL_FAULTS, type FaultKind, runChaos } from './chaos.ts';
 
-const { values } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '1000000' },
-    instances: { type: 'string', default: '3' },
-    seed: { type: 'string' },
-    faults: { type: 'string', default: 'kill,kill,kafka,redis,postgres,kill' },
-    timeout: { type: 'string', default: '1200' },
-    'page-size': { type: 'string', default: '1000' },
-    'partition-size': { type: 'string', default: '50000' },
-    throttle: { type: 'string', default: '0' },
-  },
-  strict: true,
-});
+const USAGE = `usage: npm run chaos -- [options]
+  --rows N            eligible rows (default 1,000,000)
+  --instances N       service instances (default 3)
+  --seed N            reproduce a run (default: random, printed at the start)
+  --faults LIST       comma-separated from kill,kafka,redis,postgres
+                      (default kill,kill,kafka,redis,postgres,kill)
+  --throttle N        global limit in rows/s, to stretch a small run (default 0: none)
+  --page-size N       rows per page (default 1000)
+  --partition-size N  rows per partition (default 50000)
+  --timeout S         give up after S seconds (default 1200)
+It restarts the local Kafka, Redis and PostgreSQL: run it alone. Exits 1 on any breach.`;
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      help: { type: 'boolean', default: false },
+      rows: { type: 'string', default: '1000000' },
+      instances: { type: 'string', default: '3' },
+      seed: { type: 'string' },
+      faults: { type: 'string', default: 'kill,kill,kafka,redis,postgres,kill' },
+      timeout: { type: 'string', default: '1200' },
+      'page-size': { type: 'string', default: '1000' },
+      'partition-size': { type: 'string', default: '50000' },
+      throttle: { type: 'string', default: '0' },
+    },
+    strict: true,
+  });
+} catch (error) {
+  console.error(`chaos: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+  process.exit(2);
+}
+const { values } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 function whole(name: string, raw: string | undefined, min: number): number {
   const n = Number(raw);

@@ -1,0 +1,35 @@
+/**
+ * Micro-benchmark: CPU per update record of the record codec (src/stream/update-record.ts:
+ * zod validation on encode and on decode) beside plain JSON.stringify / JSON.parse of the same
+ * record. Prints microseconds per record for each side.
+ *
+ *   node bench/record-codec.ts [--records 300000]
+ */
+import { parseArgs } from 'node:util';
+import { decodeUpdateRecord, encodeUpdateRecord } from '../src/stream/update-record.ts';
+
+const { values: args } = parseArgs({ options: { records: { type: 'string', default: '300000' } } });
+const n = Number(args.records);
+const rec = (i: number) => ({ v: 1 as const, runId: 7, partitionId: 1 + (i % 50), id: 1 + i, productKey: 'product-007', fromVersion: 1, toVersion: 2 });
+
+function time(name: string, fn: () => void): void {
+  fn(); // warm up
+  const t = performance.now();
+  fn();
+  console.log(`${((1000 * (performance.now() - t)) / n).toFixed(2).padStart(7)} µs/record  ${name}`);
+}
+
+const encoded: string[] = [];
+time('encodeUpdateRecord (zod parse + JSON.stringify)', () => {
+  encoded.length = 0;
+  for (let i = 0; i < n; i++) encoded.push(encodeUpdateRecord(rec(i)));
+});
+time('JSON.stringify only', () => {
+  for (let i = 0; i < n; i++) JSON.stringify(rec(i));
+});
+time('decodeUpdateRecord (JSON.parse + zod safeParse)', () => {
+  for (let i = 0; i < n; i++) decodeUpdateRecord(String(i + 1), encoded[i]!);
+});
+time('JSON.parse only', () => {
+  for (let i = 0; i < n; i++) JSON.parse(encoded[i]!);
+});
