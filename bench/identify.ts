@@ -15,7 +15,9 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.ts';
 import { createDb, type Db } from '../src/db.ts';
-import { computeBoundaries, type PartitionBounds } from '../src/identification/identify.ts';
+import { computeBoundaries, identifyRun, type PartitionBounds } from '../src/identification/identify.ts';
+import { silentLogger } from '../src/logger.ts';
+import { createRun, SUBSCRIPTION_MIGRATION } from '../src/runs/run-store.ts';
 import { computeSampledBoundaries, samplePercentFor, type SampledPartitionBounds } from '../src/identification/sampled-boundaries.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
@@ -236,6 +238,26 @@ async function identifyExact(
 }
 
 /**
+ * (d) The whole identification as `tranche identify` runs it: a run is created, then every
+ * changed product's partitions and tasks are computed and written (identifyRun, products two
+ * at a time by default). Earlier runs are removed first, so every repetition starts alike.
+ */
+async function identifyFull(db: Db): Promise<{ ms: number; rows: number; partitions: number }> {
+  await db.pool.query('TRUNCATE partitions, run_products, scheduled_tasks, cron_slots, migration_runs RESTART IDENTITY CASCADE');
+  const started = performance.now();
+  const run = await createRun(db, {
+    migration: SUBSCRIPTION_MIGRATION,
+    trigger: 'manual',
+    partitionSize,
+    maxPartitions: 1_000_000,
+    instanceId: 'bench',
+    leaseMs: 60_000,
+  });
+  const result = await identifyRun({ db, coordination: null, log: silentLogger(), instanceId: 'bench', leaseMs: 60_000 }, run.runId);
+  return { ms: performance.now() - started, ...result };
+}
+
+/**
  * The plans of one product's boundary statements, with actual rows and buffers. The single
  * pass runs inside a function, so its cursor's plan comes from auto_explain (nested
  * statements, sent to this client as notices); the recursive walk is one EXPLAIN.
@@ -266,7 +288,7 @@ async function explainOneProduct(db: Db, product: Changed): Promise<void> {
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env, { DB_SCHEMA: args.schema });
-  const db = createDb({ ...config, dbPoolSize: 2, applicationName: APP });
+  const db = createDb({ ...config, dbPoolSize: 4, applicationName: APP });
   try {
     const server = await db.pool.query<{ v: string }>(`SELECT current_setting('server_version') AS v`);
     console.log(
@@ -288,7 +310,7 @@ async function main(): Promise<void> {
     await identifySampled(db, list);
     // Both connections of the pool open, so that CPU accounting sees every backend.
     await Promise.all([1, 2].map(() => db.pool.query('SELECT pg_sleep(0.05)')));
-    const times = { parallel: [] as number[], serial: [] as number[], walk: [] as number[], walk2: [] as number[], recursive: [] as number[], sampled: [] as number[] };
+    const times = { parallel: [] as number[], serial: [] as number[], walk: [] as number[], walk2: [] as number[], recursive: [] as number[], sampled: [] as number[], full: [] as number[] };
     const cpu = { serial: [] as number[], walk: [] as number[], recursive: [] as number[], sampled: [] as number[] };
     const keepCpu = (list: number[], value: number | null) => {
       if (value !== null) list.push(value);
@@ -308,6 +330,9 @@ async function main(): Promise<void> {
       keepCpu(cpu.walk, w.cpu);
       exact = w;
       times.walk2.push((await identifyExact(db, list, 2)).ms);
+      const full = await identifyFull(db);
+      if (full.rows !== w.rows || full.partitions !== w.partitions) throw new Error('identifyRun and the boundary queries disagree');
+      times.full.push(full.ms);
       const r = await withCpu(db, () => identifyExact(db, list, 1, 'partition-boundaries-walk'));
       times.recursive.push(r.ms);
       keepCpu(cpu.recursive, r.cpu);
@@ -319,17 +344,19 @@ async function main(): Promise<void> {
     }
     if (exact.rows !== eligible) throw new Error(`the partitions hold ${exact.rows} rows, the count says ${eligible}`);
     const line = (label: string, xs: number[]) =>
-      console.log(`${label.padEnd(58)} median ${secs(median(xs)).padStart(9)}, best ${secs(best(xs)).padStart(9)}   (${xs.map((t) => secs(t)).join(', ')})`);
+      console.log(`${label.padEnd(72)} median ${secs(median(xs)).padStart(9)}, best ${secs(best(xs)).padStart(9)}   (${xs.map((t) => secs(t)).join(', ')})`);
     const ratio = (x: number[], y: number[]) => `${(median(x) / median(y)).toFixed(2)}x (best/best ${(best(x) / best(y)).toFixed(2)}x)`;
     console.log('');
     line(`(a)  index-only count of ${fmt(eligible)} eligible rows`, times.parallel);
     line(`(a') the same count, no parallel workers`, times.serial);
-    line(`(b)  exact, single pass (default), ${fmt(exact.partitions)} partitions`, times.walk);
-    line(`(b') the same, two products at a time`, times.walk2);
+    line(`(b)  exact, single pass, one product at a time, ${fmt(exact.partitions)} partitions`, times.walk);
+    line(`(b') the same, two products at a time (the default, IDENTIFY_CONCURRENCY=2)`, times.walk2);
     line(`(b2) exact, recursive walk (the previous query)`, times.recursive);
+    line(`(d)  whole identification (tranche identify: run, partitions, tasks)`, times.full);
     line(`(c)  sampled boundaries (SYSTEM ${samplePercent.toFixed(2)}%), ${fmt(sampled.length)} partitions`, times.sampled);
     console.log(`     ratio (b)/(a) = ${ratio(times.walk, times.parallel)}   (b)/(a') = ${ratio(times.walk, times.serial)}`);
     console.log(`     ratio (b')/(a) = ${ratio(times.walk2, times.parallel)}   (b')/(a') = ${ratio(times.walk2, times.serial)}`);
+    console.log(`     ratio (d)/(a) = ${ratio(times.full, times.parallel)}   (d)/(a') = ${ratio(times.full, times.serial)}   <- the figure the target is about`);
     console.log(`     ratio (b2)/(a) = ${ratio(times.recursive, times.parallel)}   (b2)/(a') = ${ratio(times.recursive, times.serial)}`);
     console.log(`     ratio (c)/(a) = ${ratio(times.sampled, times.parallel)}   (c)/(a') = ${ratio(times.sampled, times.serial)}`);
     if (cpu.serial.length === repeat) {

@@ -74,6 +74,8 @@ export interface Config {
    * instance through Redis; 0 means unlimited. A limit set at run time in Redis overrides it.
    */
   readonly throttleRowsPerSecond: number;
+  /** IDENTIFY_CONCURRENCY: products whose partitions are computed at once during identification. */
+  readonly identifyConcurrency: number;
   /** IDENTIFY_LEASE_MS: lease of the identifying instance; another takes over after it. */
   readonly identifyLeaseMs: number;
   /** RECONCILE_INTERVAL_MS: how often counters and completion are checked against Postgres. */
@@ -120,6 +122,7 @@ const DEFAULTS = {
   RETRY_BASE_MS: '1000',
   THROTTLE_ROWS_PER_SECOND: '0',
   IDENTIFY_LEASE_MS: '15000',
+  IDENTIFY_CONCURRENCY: '2',
   RECONCILE_INTERVAL_MS: '3000',
   SHUTDOWN_GRACE_MS: '20000',
   HTTP_PORT: '8080',
@@ -246,6 +249,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     retryBaseMs: int('RETRY_BASE_MS', 0, 3_600_000),
     throttleRowsPerSecond: int('THROTTLE_ROWS_PER_SECOND', 0, 1_000_000_000),
     identifyLeaseMs: int('IDENTIFY_LEASE_MS', 1000, 3_600_000),
+    identifyConcurrency: int('IDENTIFY_CONCURRENCY', 1, 64),
     reconcileIntervalMs: int('RECONCILE_INTERVAL_MS', 100, 3_600_000),
     shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 100, 3_600_000),
     httpPort: int('HTTP_PORT', 0, 65_535),

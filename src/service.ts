@@ -199,7 +199,10 @@ export async function startService(config: Config, log: Logger, options: Service
     if (identifying.has(runId)) return;
     identifying.add(runId);
     try {
-      await identifyRun({ db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, runId);
+      await identifyRun(
+        { db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
+        runId,
+      );
     } finally {
       identifying.delete(runId);
     }

@@ -44,6 +44,8 @@ export interface IdentifyDeps {
   log: Logger;
   instanceId: string;
   leaseMs: number;
+  /** Products identified at once (IDENTIFY_CONCURRENCY; default 2). */
+  concurrency?: number;
 }
 
 /**
@@ -128,8 +130,7 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
       'SELECT product_key, product_version FROM run_products WHERE run_id = $1 AND NOT identified ORDER BY product_key',
       [runId],
     );
-    for (const product of pending.rows) {
-      if (leaseLost) throw new FencedError(`lost the identification lease of run ${runId}`);
+    const identifyProduct = async (product: { product_key: string; product_version: number }) => {
       const started = performance.now();
       const bounds = await computeBoundaries(db.pool, product.product_key, product.product_version, settings.partition_size, settings.max_partitions);
       const productRows = bounds.reduce((sum, b) => sum + b.rowCount, 0);
@@ -178,7 +179,27 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
         { product: product.product_key, partitions: bounds.length, rows: productRows, ms: Math.round(performance.now() - started) },
         'product identified',
       );
-    }
+    };
+    // Products are independent: a few at a time keep both Postgres cores busy (the boundary
+    // query of one product runs while another's partitions are written). Each product's
+    // transaction still takes the run row's lease lock, so the writes stay fenced.
+    const queue = [...pending.rows];
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined) {
+        if (leaseLost) failure = new FencedError(`lost the identification lease of run ${runId}`);
+        const product = queue.shift();
+        if (failure !== undefined || !product) return;
+        try {
+          await identifyProduct(product);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+    };
+    const workers = Math.max(1, Math.min(deps.concurrency ?? 2, queue.length));
+    await Promise.all(Array.from({ length: workers }, worker));
+    if (failure !== undefined) throw failure;
     const finished = await db.pool.query(
       `UPDATE migration_runs r
        SET status = 'running', identified_at = now(), identify_lease_until = NULL,

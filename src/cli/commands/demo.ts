@@ -77,7 +77,10 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
       instanceId: config.instanceId,
       leaseMs: config.identifyLeaseMs,
     });
-    const identified = await identifyRun({ db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, run.runId);
+    const identified = await identifyRun(
+      { db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
+      run.runId,
+    );
     out(`run ${run.runId}: ${run.products.length} products, ${identified.partitions} partitions, ${fmt(identified.rows)} rows`);
 
     const deadline = Date.now() + options.timeout * 1000;

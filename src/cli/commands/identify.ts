@@ -64,7 +64,10 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
     instanceId: config.instanceId,
     leaseMs: config.identifyLeaseMs,
   });
-  const result = await identifyRun({ db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, run.runId);
+  const result = await identifyRun(
+    { db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
+    run.runId,
+  );
   if (options.json) {
     console.log(JSON.stringify({ runId: run.runId, products: run.products.length, partitions: result.partitions, rows: result.rows }));
   } else {
