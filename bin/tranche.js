@@ -2,6 +2,15 @@
 // tranche's command line. The source is TypeScript, run by Node's built-in type stripping
 // (Node 22.18+ / 24 LTS), so there is no build step.
 
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `tranche: needs Node.js 22.18 or later (this is ${process.version}). ` +
+      'Run it as `npx tranche …` or `npm run tranche -- …` in the project, which use its own Node 24.\n',
+  );
+  process.exit(2);
+}
+
 // kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as
 // TimeoutNegativeWarning on every start; it is harmless (Node uses 1 ms). Other warnings print.
 process.removeAllListeners('warning');

@@ -258,6 +258,14 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
   });
 }
 
+/**
+ * A copy of the process environment: the one way the rest of the code gets at it (to hand
+ * to {@link loadConfig}, or to pass on to child processes).
+ */
+export function processEnv(): NodeJS.ProcessEnv {
+  return { ...process.env };
+}
+
 /** Throws a ConfigError unless `expression` is a valid node-cron expression. */
 export function assertCronExpression(expression: string, variable = 'CRON_SCHEDULE'): void {
   const fields = expression.trim().split(/\s+/);

@@ -2,7 +2,7 @@
  * What a command needs: the resolved configuration and, on demand, connections.
  * Opening Postgres checks it is reachable so that a stopped database gives one clear line.
  */
-import { type Config, type ConfigOverrides, loadConfig } from '../config.ts';
+import { type Config, type ConfigOverrides, loadConfig, processEnv } from '../config.ts';
 import { type ConsumerLag, consumerLag } from '../consumer/lag.ts';
 import { type Coordination, createCoordination } from '../coordination/redis.ts';
 import { createDb, type Db } from '../db.ts';
@@ -30,7 +30,7 @@ function describeUrl(url: string): string {
   }
 }
 
-export function createContext(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = process.env): CommandContext {
+export function createContext(overrides: ConfigOverrides = {}, env: NodeJS.ProcessEnv = processEnv()): CommandContext {
   const config = loadConfig(env, overrides);
   const log = createLogger({ level: config.logLevel, instanceId: config.instanceId });
   const closers: (() => Promise<void>)[] = [];

@@ -5,6 +5,7 @@
  * subscription is left. Exits 0 only if that check holds.
  */
 import { fileURLToPath } from 'node:url';
+import { processEnv } from '../../config.ts';
 import { createContext } from '../context.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../instances.ts';
 import { identifyRun } from '../../identification/identify.ts';
@@ -37,17 +38,19 @@ export const DEMO_ENV = {
 
 const fmt = (n: number) => n.toLocaleString('en-US');
 
-export function demoContext(env: NodeJS.ProcessEnv = process.env): { ctx: CommandContext; env: NodeJS.ProcessEnv } {
+export function demoContext(env: NodeJS.ProcessEnv = processEnv()): { ctx: CommandContext; env: NodeJS.ProcessEnv; instanceLogLevel: string } {
   const merged: NodeJS.ProcessEnv = { ...env };
+  // The instances log at the level the user asked for (into their files), info by default.
+  const instanceLogLevel = env.LOG_LEVEL || 'info';
   for (const [k, v] of Object.entries(DEMO_ENV)) if (!merged[k]) merged[k] = v;
   merged.INSTANCE_ID ||= 'demo-cli';
   // The demo prints its own progress; its process logs only warnings unless asked.
   merged.LOG_LEVEL ||= 'warn';
-  return { ctx: createContext({}, merged), env: merged };
+  return { ctx: createContext({}, merged), env: merged, instanceLogLevel };
 }
 
 export async function demoCommand(options: DemoOptions): Promise<number> {
-  const { ctx, env } = demoContext();
+  const { ctx, env, instanceLogLevel } = demoContext();
   const { config } = ctx;
   const out = (line: string) => console.log(line);
   const instances: Instance[] = [];
@@ -64,7 +67,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     await stream.disconnect();
 
     for (let i = 1; i <= options.instances; i++) {
-      instances.push(startInstance(env, `demo-${i}`, LOG_DIR, { LOG_LEVEL: process.env.LOG_LEVEL || 'info' }));
+      instances.push(startInstance(env, `demo-${i}`, LOG_DIR, { LOG_LEVEL: instanceLogLevel }));
     }
     out(`started ${options.instances} service instances (logs in .cache/demo/)`);
 
