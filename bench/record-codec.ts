@@ -1,6 +1,6 @@
 /**
  * Micro-benchmark: CPU per update record of the record codec (src/stream/update-record.ts:
- * zod validation on encode and on decode) beside plain JSON.stringify / JSON.parse of the same
+ * validation on encode and on decode) beside plain JSON.stringify / JSON.parse of the same
  * record. Prints microseconds per record for each side.
  *
  *   node bench/record-codec.ts [--records 300000]
@@ -20,14 +20,14 @@ function time(name: string, fn: () => void): void {
 }
 
 const encoded: string[] = [];
-time('encodeUpdateRecord (zod parse + JSON.stringify)', () => {
+time('encodeUpdateRecord (validate + JSON.stringify)', () => {
   encoded.length = 0;
   for (let i = 0; i < n; i++) encoded.push(encodeUpdateRecord(rec(i)));
 });
 time('JSON.stringify only', () => {
   for (let i = 0; i < n; i++) JSON.stringify(rec(i));
 });
-time('decodeUpdateRecord (JSON.parse + zod safeParse)', () => {
+time('decodeUpdateRecord (JSON.parse + validate)', () => {
   for (let i = 0; i < n; i++) decodeUpdateRecord(String(i + 1), encoded[i]!);
 });
 time('JSON.parse only', () => {

@@ -18,6 +18,15 @@ describe('update record', () => {
     ['negative id', '-3', JSON.stringify({ ...record, id: -3 }), 'invalid-record'],
     ['target not above source', '3', JSON.stringify({ ...record, toVersion: 1 }), 'invalid-record'],
     ['key is not the row id', '4', JSON.stringify(record), 'key-mismatch'],
+    ['an array', '3', JSON.stringify([record]), 'invalid-record'],
+    ['a fractional id', '3.5', JSON.stringify({ ...record, id: 3.5 }), 'invalid-record'],
+    ['an id beyond safe integers', '9007199254740993', JSON.stringify({ ...record, id: 2 ** 53 + 2 }), 'invalid-record'],
+    ['an id as a string', '3', JSON.stringify({ ...record, id: '3' }), 'invalid-record'],
+    ['an empty product key', '3', JSON.stringify({ ...record, productKey: '' }), 'invalid-record'],
+    ['an over-long product key', '3', JSON.stringify({ ...record, productKey: 'x'.repeat(10_001) }), 'invalid-record'],
+    ['a version beyond int4', '3', JSON.stringify({ ...record, toVersion: 2 ** 31 }), 'invalid-record'],
+    ['a negative source version', '3', JSON.stringify({ ...record, fromVersion: -1 }), 'invalid-record'],
+    ['a null record', '3', 'null', 'invalid-record'],
   ])('rejects %s', (_name, key, value, reason) => {
     const result = decodeUpdateRecord(key, value);
     expect(result.ok).toBe(false);
