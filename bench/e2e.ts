@@ -27,10 +27,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { wholeFlag } from '../src/cli/parse.ts';
 import { createContext } from '../src/cli/context.ts';
 import type { Db } from '../src/db.ts';
-import { identifyRun } from '../src/identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../src/runs/run-store.ts';
+import { startManualRun } from '../src/identification/identify.ts';
+import { getRunStatus } from '../src/runs/run-store.ts';
 import { seed } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
@@ -60,24 +61,15 @@ const { values: args } = parseArgs({
   },
 });
 
-function whole(name: string, raw: string | undefined, min: number): number {
-  const n = Number(String(raw).replaceAll('_', '').replaceAll(',', ''));
-  if (!Number.isSafeInteger(n) || n < min) {
-    console.error(`--${name} must be a whole number, ${min} or more (got "${raw}")`);
-    process.exit(2);
-  }
-  return n;
-}
-
-const rows = whole('rows', args.rows, 1);
-const products = whole('products', args.products, 1);
-const partitionSize = whole('partition-size', args['partition-size'], 1);
-const pageSize = whole('page-size', args['page-size'], 1);
-const memoryRows = whole('memory-rows', args['memory-rows'], 0);
-const timeoutS = whole('timeout', args.timeout, 1);
+const rows = wholeFlag('rows', args.rows, 1);
+const products = wholeFlag('products', args.products, 1);
+const partitionSize = wholeFlag('partition-size', args['partition-size'], 1);
+const pageSize = wholeFlag('page-size', args['page-size'], 1);
+const memoryRows = wholeFlag('memory-rows', args['memory-rows'], 0);
+const timeoutS = wholeFlag('timeout', args.timeout, 1);
 const instanceCounts = String(args.instances)
   .split(',')
-  .map((s) => whole('instances', s.trim(), 1));
+  .map((s) => wholeFlag('instances', s.trim(), 1));
 const extraEnv: Record<string, string> = {};
 for (const kv of args.env ?? []) {
   const eq = kv.indexOf('=');
@@ -365,15 +357,10 @@ async function pipeline(db: Db, n: number, expectedRows: number): Promise<Pipeli
     const co = await coordination();
     for (const i of instances) if (args.profile) i.child.kill('SIGUSR2');
     const before = snapshot();
-    const run = await createRun(db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
-      partitionSize,
-      maxPartitions: ctx.config.maxPartitionsPerProduct,
-      instanceId: 'bench-e2e',
-      leaseMs: ctx.config.identifyLeaseMs,
-    });
-    const identified = await identifyRun({ db, coordination: co, log: ctx.log, instanceId: 'bench-e2e', leaseMs: ctx.config.identifyLeaseMs }, run.runId);
+    const run = await startManualRun(
+      { db, coordination: co, log: ctx.log, instanceId: 'bench-e2e', leaseMs: ctx.config.identifyLeaseMs },
+      { partitionSize, maxPartitions: ctx.config.maxPartitionsPerProduct },
+    );
     const deadline = Date.now() + timeoutS * 1000;
     let report = await getRunStatus(db.pool, run.runId);
     while (report && !['completed', 'failed', 'cancelled'].includes(report.status)) {
@@ -396,15 +383,15 @@ async function pipeline(db: Db, n: number, expectedRows: number): Promise<Pipeli
       [run.runId],
     );
     const seconds = t[0]?.seconds ?? Number.NaN;
-    if (identified.rows !== expectedRows) throw new Error(`run identified ${identified.rows} rows, expected ${expectedRows}`);
+    if (run.rows !== expectedRows) throw new Error(`run identified ${run.rows} rows, expected ${expectedRows}`);
     const left = await eligible(db);
     if (left !== 0) throw new Error(`run completed with ${left} eligible rows left`);
     for (const i of instances) i.peakRss = Math.max(i.peakRss, procStatus(i.child.pid ?? 0, 'VmHWM'));
     return {
       instances: n,
-      rows: identified.rows,
+      rows: run.rows,
       seconds,
-      rowsPerSecond: identified.rows / seconds,
+      rowsPerSecond: run.rows / seconds,
       identifySeconds: t[0]?.identify ?? Number.NaN,
       peakRssMb: instances.map((i) => i.peakRss / 1024 / 1024),
       cpu: cpuSpent(before, after, instances.map((i) => i.child.pid ?? 0), backends.map((x) => x.pid)),

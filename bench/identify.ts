@@ -13,11 +13,11 @@
  * Speed never fails anything: this prints figures, see docs/identification.md.
  */
 import { parseArgs } from 'node:util';
+import { wholeFlag } from '../src/cli/parse.ts';
 import { loadConfig } from '../src/config.ts';
 import { createDb, type Db } from '../src/db.ts';
-import { computeBoundaries, identifyRun, type PartitionBounds } from '../src/identification/identify.ts';
+import { computeBoundaries, type PartitionBounds, startManualRun } from '../src/identification/identify.ts';
 import { silentLogger } from '../src/logger.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../src/runs/run-store.ts';
 import { computeSampledBoundaries, samplePercentFor, type SampledPartitionBounds } from '../src/identification/sampled-boundaries.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
@@ -37,20 +37,11 @@ const { values: args } = parseArgs({
   },
 });
 
-function whole(name: string, raw: string | undefined, min: number): number {
-  const n = Number(String(raw).replaceAll('_', '').replaceAll(',', ''));
-  if (!Number.isSafeInteger(n) || n < min) {
-    console.error(`--${name} must be a whole number, ${min} or more (got "${raw}")`);
-    process.exit(2);
-  }
-  return n;
-}
-
-const rows = whole('rows', args.rows, 1);
-const products = whole('products', args.products, 1);
-const changed = whole('changed', args.changed, 1);
-const partitionSize = whole('partition-size', args['partition-size'], 1);
-const repeat = whole('repeat', args.repeat, 1);
+const rows = wholeFlag('rows', args.rows, 1);
+const products = wholeFlag('products', args.products, 1);
+const changed = wholeFlag('changed', args.changed, 1);
+const partitionSize = wholeFlag('partition-size', args['partition-size'], 1);
+const repeat = wholeFlag('repeat', args.repeat, 1);
 const samplePercent = args['sample-percent'] === undefined ? samplePercentFor(partitionSize) : Number(args['sample-percent']);
 if (!(samplePercent > 0 && samplePercent <= 100)) {
   console.error(`--sample-percent must be a number in (0, 100] (got "${args['sample-percent']}")`);
@@ -245,16 +236,11 @@ async function identifyExact(
 async function identifyFull(db: Db): Promise<{ ms: number; rows: number; partitions: number }> {
   await db.pool.query('TRUNCATE partitions, run_products, scheduled_tasks, cron_slots, migration_runs RESTART IDENTITY CASCADE');
   const started = performance.now();
-  const run = await createRun(db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
-    partitionSize,
-    maxPartitions: 1_000_000,
-    instanceId: 'bench',
-    leaseMs: 60_000,
-  });
-  const result = await identifyRun({ db, coordination: null, log: silentLogger(), instanceId: 'bench', leaseMs: 60_000 }, run.runId);
-  return { ms: performance.now() - started, ...result };
+  const result = await startManualRun(
+    { db, coordination: null, log: silentLogger(), instanceId: 'bench', leaseMs: 60_000 },
+    { partitionSize, maxPartitions: 1_000_000 },
+  );
+  return { ms: performance.now() - started, rows: result.rows, partitions: result.partitions };
 }
 
 /**

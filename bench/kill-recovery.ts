@@ -18,10 +18,9 @@ import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../src/config.ts';
 import { createCoordination } from '../src/coordination/redis.ts';
 import { createDb } from '../src/db.ts';
-import { identifyRun } from '../src/identification/identify.ts';
+import { startManualRun } from '../src/identification/identify.ts';
 import { silentLogger } from '../src/logger.ts';
 import { migrateToLatest } from '../src/migrate.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../src/runs/run-store.ts';
 import { seed } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
@@ -123,16 +122,8 @@ try {
     if (k > 1) await db.pool.query('UPDATE products SET product_version = product_version + 1');
     const victim = await serve(`victim-${k}`, 2);
     children.push(victim);
-    const run = await createRun(db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
-      partitionSize: 10_000,
-      maxPartitions: 100,
-      instanceId: 'bench',
-      leaseMs: 10_000,
-    });
     const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
-    await identifyRun({ db, coordination: co, log, instanceId: 'bench', leaseMs: 10_000 }, run.runId);
+    const run = await startManualRun({ db, coordination: co, log, instanceId: 'bench', leaseMs: 10_000 }, { partitionSize: 10_000, maxPartitions: 100 });
     await co.close();
     // The victim takes two partitions; the survivor (started next) the other two, with two slots to spare.
     while ((await owned(run.runId)).filter((o) => o.by === `victim-${k}` && o.offset !== null).length < 2) await sleep(20);

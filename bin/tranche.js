@@ -11,13 +11,7 @@ if (major < 22 || (major === 22 && minor < 18)) {
   process.exit(2);
 }
 
-// kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as
-// TimeoutNegativeWarning on every start; it is harmless (Node uses 1 ms). Other warnings print.
-process.removeAllListeners('warning');
-process.on('warning', (warning) => {
-  if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
-});
-
+(await import('../src/stream/kafka.ts')).silenceKafkajsTimerWarning();
 const { main } = await import('../src/cli/main.ts');
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

@@ -41,7 +41,6 @@ CREATE TABLE migration_runs (
   product_filter        text[],
   identify_owner        text,
   identify_lease_until  timestamptz,
-  rows_total            bigint NOT NULL DEFAULT 0,
   created_at            timestamptz NOT NULL DEFAULT now(),
   identified_at         timestamptz,
   completed_at          timestamptz,

@@ -36,7 +36,6 @@ export interface MigrationRunsTable {
   product_filter: string[] | null;
   identify_owner: string | null;
   identify_lease_until: string | null;
-  rows_total: Generated<number>;
   created_at: Generated<string>;
   identified_at: string | null;
   completed_at: string | null;

@@ -17,7 +17,7 @@ import { createDb, type Db } from './db.ts';
 import { ServiceUnavailableError } from './errors.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
-import { identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
+import { identifyDepsFrom, identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
 import type { Logger } from './logger.ts';
 import { migrateToLatest } from './migrate.ts';
 import type { RunStatus } from './schema.ts';
@@ -199,10 +199,7 @@ export async function startService(config: Config, log: Logger, options: Service
     if (identifying.has(runId)) return;
     identifying.add(runId);
     try {
-      await identifyRun(
-        { db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
-        runId,
-      );
+      await identifyRun(identifyDepsFrom(config, db, coordination, log), runId);
     } finally {
       identifying.delete(runId);
     }

@@ -26,3 +26,16 @@ export function parseId(value: string, what: string): number {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/**
+ * For the scripts (benchmarks, chaos run): a whole-number flag of at least `min`, written
+ * with optional `_` or `,` separators; on anything else one line naming the flag, exit 2.
+ */
+export function wholeFlag(name: string, raw: string | undefined, min: number): number {
+  const n = Number(String(raw).replaceAll('_', '').replaceAll(',', ''));
+  if (raw === undefined || raw.trim() === '' || !Number.isSafeInteger(n) || n < min) {
+    console.error(`--${name} must be a whole number, ${min} or more (got "${raw}")`);
+    process.exit(2);
+  }
+  return n;
+}

@@ -66,7 +66,7 @@ export async function startHttpServer(deps: HttpDeps, port: number): Promise<Htt
         if (state !== null && !STATES.includes(state as PartitionState)) {
           return send(400, { error: `state must be one of ${STATES.join(', ')}` });
         }
-        return send(200, await listPartitions(deps.db.pool, runId, { state: (state as PartitionState | null) ?? undefined }));
+        return send(200, await listPartitions(deps.db, runId, { state: (state as PartitionState | null) ?? undefined }));
       }
       return send(404, { error: 'not found' });
     };

@@ -9,11 +9,12 @@
  *   const result = await identifyRun(deps, runId);  // { partitions: 40, rows: 400000 }
  */
 import type { QueryResultRow } from 'pg';
+import type { Config } from '../config.ts';
 import type { Coordination } from '../coordination/redis.ts';
 import { type Db, inTransaction, type Queryable } from '../db.ts';
 import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { tryCompleteRun } from '../runs/run-store.ts';
+import { type CreatedRun, createRun, SUBSCRIPTION_MIGRATION, tryCompleteRun } from '../runs/run-store.ts';
 import { loadSql } from '../sql.ts';
 import { partitionTask, scheduleTasks } from '../tasks/task-store.ts';
 
@@ -202,8 +203,7 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
     if (failure !== undefined) throw failure;
     const finished = await db.pool.query(
       `UPDATE migration_runs r
-       SET status = 'running', identified_at = now(), identify_lease_until = NULL,
-           rows_total = (SELECT coalesce(sum(rows_total), 0) FROM run_products rp WHERE rp.run_id = r.id)
+       SET status = 'running', identified_at = now(), identify_lease_until = NULL
        WHERE r.id = $1 AND r.status = 'identifying' AND r.identify_owner = $2`,
       [runId, instanceId],
     );
@@ -215,4 +215,39 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
   // A run with nothing to do (or whose rows were all applied already) completes here.
   await tryCompleteRun(db, runId);
   return { partitions, rows };
+}
+
+/** The identification dependencies of an instance, from its configuration. */
+export function identifyDepsFrom(
+  config: Pick<Config, 'instanceId' | 'identifyLeaseMs' | 'identifyConcurrency'>,
+  db: Db,
+  coordination: Coordination | null,
+  log: Logger,
+): IdentifyDeps {
+  return { db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency };
+}
+
+/**
+ * Starts a run now and identifies it in this process, holding the lease: what
+ * `tranche identify` does (and the demo, the benchmarks and the chaos run).
+ *
+ * @example
+ *   const run = await startManualRun(deps, { partitionSize: 10000, maxPartitions: 1000 });
+ *   // { runId: 7, products: [...], partitions: 40, rows: 400000 }
+ */
+export async function startManualRun(
+  deps: IdentifyDeps,
+  options: { partitionSize: number; maxPartitions: number; productFilter?: string[] | null; force?: boolean },
+): Promise<CreatedRun & { partitions: number; rows: number }> {
+  const run = await createRun(deps.db, {
+    migration: SUBSCRIPTION_MIGRATION,
+    trigger: 'manual',
+    partitionSize: options.partitionSize,
+    maxPartitions: options.maxPartitions,
+    productFilter: options.productFilter ?? null,
+    force: options.force,
+    instanceId: deps.instanceId,
+    leaseMs: deps.leaseMs,
+  });
+  return { ...run, ...(await identifyRun(deps, run.runId)) };
 }

@@ -3,9 +3,9 @@
  * rows done and total, attempts and the last error.
  *
  * @example
- *   const parts = await listPartitions(db.pool, 12, { state: 'failed' });
+ *   const parts = await listPartitions(db, 12, { state: 'failed' });
  */
-import type { Queryable } from '../db.ts';
+import type { Db } from '../db.ts';
 import type { PartitionState } from '../schema.ts';
 
 export interface PartitionView {
@@ -32,17 +32,20 @@ export interface ProductView {
 }
 
 export async function listPartitions(
-  db: Queryable,
+  db: Db,
   runId: number,
   options: { state?: PartitionState; limit?: number } = {},
 ): Promise<PartitionView[]> {
-  const { rows } = await db.query(
-    `SELECT id, product_key, product_version, seq, state, row_count, rows_produced, rows_applied, attempts, last_error,
-            started_at, completed_at, min_created_date, min_id, max_created_date, max_id, offset_date, offset_id
-     FROM partitions WHERE run_id = $1 AND ($2::text IS NULL OR state = $2)
-     ORDER BY product_key, seq LIMIT $3`,
-    [runId, options.state ?? null, options.limit ?? 10_000],
-  );
+  let query = db.kysely
+    .selectFrom('partitions')
+    .select([
+      'id', 'product_key', 'product_version', 'seq', 'state', 'row_count', 'rows_produced', 'rows_applied', 'attempts',
+      'last_error', 'started_at', 'completed_at', 'min_created_date', 'min_id', 'max_created_date', 'max_id', 'offset_date',
+      'offset_id',
+    ])
+    .where('run_id', '=', runId);
+  if (options.state) query = query.where('state', '=', options.state);
+  const rows = await query.orderBy('product_key').orderBy('seq').limit(options.limit ?? 10_000).execute();
   return rows.map((r) => ({
     id: r.id,
     productKey: r.product_key,
@@ -57,7 +60,7 @@ export async function listPartitions(
     bounds: {
       min: [r.min_created_date, r.min_id],
       max: [r.max_created_date, r.max_id],
-      offset: r.offset_id === null ? null : [r.offset_date, r.offset_id],
+      offset: r.offset_id === null || r.offset_date === null ? null : [r.offset_date, r.offset_id],
     },
   }));
 }

@@ -13,8 +13,8 @@ import type { RunStatus } from '../schema.ts';
 import { deleteRunTasks, parkRunTasks, partitionTask, unparkTasks } from '../tasks/task-store.ts';
 
 async function currentStatus(db: Db, runId: number): Promise<RunStatus> {
-  const { rows } = await db.pool.query<{ status: RunStatus }>('SELECT status FROM migration_runs WHERE id = $1', [runId]);
-  const status = rows[0]?.status;
+  const run = await db.kysely.selectFrom('migration_runs').select('status').where('id', '=', runId).executeTakeFirst();
+  const status = run?.status;
   if (!status) throw new UserError(`run ${runId} does not exist`);
   return status;
 }

@@ -104,8 +104,11 @@ export async function createRun(db: Db, input: NewRun, client?: pg.PoolClient): 
   return client ? work(client) : inTransaction(db.pool, work);
 }
 
-/** Status of one run, or null when there is no such run. */
-export async function getRunStatus(db: Queryable, runId: number): Promise<RunStatusReport | null> {
+/**
+ * Reports of the runs with the given ids (NULL: the latest `limit` runs), newest first, in
+ * one statement whatever their number.
+ */
+async function runReports(db: Queryable, ids: number[] | null, limit: number): Promise<RunStatusReport[]> {
   const { rows } = await db.query(
     `SELECT r.id, r.migration, r.status, r.trigger, r.created_at, r.identified_at, r.completed_at, r.last_error,
             (SELECT count(*) FROM run_products rp WHERE rp.run_id = r.id) AS products,
@@ -114,7 +117,7 @@ export async function getRunStatus(db: Queryable, runId: number): Promise<RunSta
             coalesce(p.rows_total, 0) AS rows_total, coalesce(p.rows_produced, 0) AS rows_produced,
             coalesce(p.rows_applied, 0) AS rows_applied,
             (SELECT count(*) FROM dead_letters d WHERE d.run_id = r.id) AS dead_letters
-     FROM migration_runs r
+     FROM (SELECT * FROM migration_runs WHERE $1::bigint[] IS NULL OR id = ANY ($1::bigint[]) ORDER BY id DESC LIMIT $2) r
      LEFT JOIN LATERAL (
        SELECT count(*) AS total,
               count(*) FILTER (WHERE state = 'pending') AS pending,
@@ -126,12 +129,10 @@ export async function getRunStatus(db: Queryable, runId: number): Promise<RunSta
               sum(rows_applied)::bigint AS rows_applied
        FROM partitions WHERE run_id = r.id
      ) p ON true
-     WHERE r.id = $1`,
-    [runId],
+     ORDER BY r.id DESC`,
+    [ids, limit],
   );
-  const r = rows[0];
-  if (!r) return null;
-  return {
+  return rows.map((r) => ({
     runId: r.id,
     migration: r.migration,
     status: r.status,
@@ -144,14 +145,17 @@ export async function getRunStatus(db: Queryable, runId: number): Promise<RunSta
     rows: { total: r.rows_total, produced: r.rows_produced, applied: Math.min(r.rows_applied, r.rows_total) },
     deadLetters: r.dead_letters,
     lastError: r.last_error,
-  };
+  }));
+}
+
+/** Status of one run, or null when there is no such run. */
+export async function getRunStatus(db: Queryable, runId: number): Promise<RunStatusReport | null> {
+  return (await runReports(db, [runId], 1))[0] ?? null;
 }
 
 /** The most recent runs, newest first. */
-export async function listRuns(db: Queryable, limit = 20): Promise<RunStatusReport[]> {
-  const { rows } = await db.query<{ id: number }>('SELECT id FROM migration_runs ORDER BY id DESC LIMIT $1', [limit]);
-  const reports = await Promise.all(rows.map((r) => getRunStatus(db, r.id)));
-  return reports.filter((r): r is RunStatusReport => r !== null);
+export function listRuns(db: Queryable, limit = 20): Promise<RunStatusReport[]> {
+  return runReports(db, null, limit);
 }
 
 /**

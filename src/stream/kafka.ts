@@ -8,6 +8,18 @@
 import { type Consumer, type EachBatchPayload, Kafka, logLevel, type Producer } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 
+/**
+ * kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as a
+ * TimeoutNegativeWarning on every start; it is harmless (Node uses 1 ms). Entry points call this
+ * once to keep that one warning out of their output; every other warning still prints.
+ */
+export function silenceKafkajsTimerWarning(): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
+  });
+}
+
 export interface KafkaSettings {
   brokers: readonly string[];
   clientId: string;

@@ -12,8 +12,11 @@ import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { type ClaimedTask, claimDueTasks, heartbeat } from './task-store.ts';
 
+/** What a running task's handler watches: set by the executor, read between pages. */
 export interface TaskControlState {
+  /** Set when the heartbeat found the task taken away. */
   lost: boolean;
+  /** Set when the instance is shutting down: checkpoint and give the task back. */
   stopping: boolean;
 }
 

@@ -12,6 +12,7 @@ import type { RunStatus } from '../schema.ts';
 import { loadSql } from '../sql.ts';
 import { encodeUpdateRecord } from '../stream/update-record.ts';
 import type { StreamClient } from '../stream/kafka.ts';
+import type { TaskControlState } from '../tasks/executor.ts';
 import { type ClaimedTask, completeTask, releaseTask } from '../tasks/task-store.ts';
 
 export type PartitionOutcome = 'completed' | 'paused' | 'cancelled' | 'released';
@@ -34,12 +35,6 @@ export interface PartitionWorkerDeps {
   onPage?(event: { runId: number; partitionId: number; rows: number; lastId: number }): void;
 }
 
-export interface TaskControl {
-  /** Set when the heartbeat found the task taken away. */
-  lost: boolean;
-  /** Set when the instance is shutting down: checkpoint and give the task back. */
-  stopping: boolean;
-}
 
 interface PartitionRow {
   id: number;
@@ -144,7 +139,7 @@ function pageRecords(partition: PartitionRow, rows: { id: number; product_versio
 export async function processPartition(
   deps: PartitionWorkerDeps,
   task: ClaimedTask,
-  control: TaskControl,
+  control: TaskControlState,
 ): Promise<PartitionOutcome> {
   const { db, instanceId } = deps;
   const partitionId = Number(task.data.partitionId);

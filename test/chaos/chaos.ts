@@ -12,10 +12,10 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.ts';
 import { createCoordination } from '../../src/coordination/redis.ts';
 import { createDb } from '../../src/db.ts';
-import { identifyRun } from '../../src/identification/identify.ts';
+import { startManualRun } from '../../src/identification/identify.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { migrateToLatest } from '../../src/migrate.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
@@ -98,15 +98,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     mkdirSync(LOG_DIR, { recursive: true });
     for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, `chaos-${i}`, LOG_DIR));
-    const run = await createRun(db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
-      partitionSize: options.partitionSize,
-      maxPartitions: 1000,
-      instanceId: config.instanceId,
-      leaseMs: config.identifyLeaseMs,
-    });
-    await identifyRun({ db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs }, run.runId);
+    const run = await startManualRun(
+      { db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs },
+      { partitionSize: options.partitionSize, maxPartitions: 1000 },
+    );
     options.log(`chaos: run ${run.runId} identified`);
 
     // The seed orders the faults and picks when they hit and which instance dies.

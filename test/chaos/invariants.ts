@@ -3,7 +3,7 @@
  * independently of the code under test and with the topics' contents read by a plain
  * Kafka consumer.
  */
-import { Kafka, logLevel } from 'kafkajs';
+import { forEachMessage, type TopicMessage } from '../support/topics.ts';
 import type { Config } from '../../src/config.ts';
 import type { Db } from '../../src/db.ts';
 
@@ -13,42 +13,22 @@ export interface InvariantCheck {
   detail: string;
 }
 
-/** Every message of a topic: count, distinct keys, and the values of keys seen more than once. */
-export async function scanTopic(
+/** Every message of a topic: how many, and how many distinct keys; `onMessage` sees each one. */
+async function scanTopic(
   brokers: readonly string[],
   topic: string,
-  onMessage?: (key: string | null, value: string | null, headers: Record<string, string>) => void,
+  onMessage?: (message: TopicMessage) => void,
 ): Promise<{ total: number; distinctKeys: number }> {
-  const kafka = new Kafka({ brokers: [...brokers], clientId: 'tranche-invariants', logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
-  const want = offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0);
   const keys = new Set<string>();
-  let total = 0;
-  if (want === 0) return { total: 0, distinctKeys: 0 };
-  const consumer = kafka.consumer({ groupId: `tranche-invariants-${Date.now()}-${Math.random().toString(36).slice(2)}`, maxBytes: 50 * 1024 * 1024 });
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`read ${total} of ${want} messages of ${topic}`)), 300_000);
-    void consumer.run({
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) {
-          const key = m.key?.toString() ?? null;
-          if (key !== null) keys.add(key);
-          onMessage?.(key, m.value?.toString() ?? null, Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)])));
-          total++;
-        }
-        if (total >= want) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
+  const total = await forEachMessage(
+    brokers,
+    topic,
+    (m) => {
+      if (m.key !== null) keys.add(m.key);
+      onMessage?.(m);
+    },
+    { timeoutMs: 300_000 },
+  );
   return { total, distinctKeys: keys.size };
 }
 
@@ -110,7 +90,7 @@ export async function checkInvariants(input: {
   // I6: completed once, one completion event (a re-published duplicate carries the same event id).
   const run = await q('SELECT status, completed_at, completion_published FROM migration_runs WHERE id = $1', [runId]);
   const eventIds = new Map<string, number>();
-  const events = await scanTopic(config.kafkaBrokers, config.topicRunEvents, (_k, _v, headers) => {
+  const events = await scanTopic(config.kafkaBrokers, config.topicRunEvents, ({ headers }) => {
     const id = headers['event-id'] ?? '(none)';
     eventIds.set(id, (eventIds.get(id) ?? 0) + 1);
   });

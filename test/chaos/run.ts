@@ -9,13 +9,12 @@
  * It restarts the local Kafka, Redis and PostgreSQL: run it alone. Exits 1 on any breach.
  */
 import { parseArgs } from 'node:util';
+import { wholeFlag } from '../../src/cli/parse.ts';
+import { silenceKafkajsTimerWarning } from '../../src/stream/kafka.ts';
 
-// kafkajs 2.2.4 arms negative timers (harmless; see bin/tranche.js): keep the output readable.
-process.removeAllListeners('warning');
-process.on('warning', (w) => {
-  if (w.name !== 'TimeoutNegativeWarning') console.error(`${w.name}: ${w.message}`);
-});
 import { ALL_FAULTS, type FaultKind, runChaos } from './chaos.ts';
+
+silenceKafkajsTimerWarning();
 
 const USAGE = `usage: npm run chaos -- [options]
   --rows N            eligible rows (default 1,000,000)
@@ -55,31 +54,22 @@ if (values.help) {
   process.exit(0);
 }
 
-function whole(name: string, raw: string | undefined, min: number): number {
-  const n = Number(raw);
-  if (!raw || !/^\d+$/.test(raw) || n < min) {
-    console.error(`chaos: --${name} must be a whole number of at least ${min} (got "${raw}")`);
-    process.exit(2);
-  }
-  return n;
-}
-
 const faults = values.faults.split(',').map((f) => f.trim()).filter(Boolean);
 const unknown = faults.filter((f) => !ALL_FAULTS.includes(f as FaultKind));
 if (unknown.length > 0) {
   console.error(`chaos: unknown fault ${unknown.join(', ')}; choose from ${ALL_FAULTS.join(', ')}`);
   process.exit(2);
 }
-const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : whole('seed', values.seed, 0);
+const seed = values.seed === undefined ? Math.floor(Math.random() * 1_000_000) : wholeFlag('seed', values.seed, 0);
 const report = await runChaos({
-  rows: whole('rows', values.rows, 1),
-  instances: whole('instances', values.instances, 1),
+  rows: wholeFlag('rows', values.rows, 1),
+  instances: wholeFlag('instances', values.instances, 1),
   seed,
   faults: faults as FaultKind[],
-  pageSize: whole('page-size', values['page-size'], 1),
-  partitionSize: whole('partition-size', values['partition-size'], 1),
-  timeoutSeconds: whole('timeout', values.timeout, 1),
-  throttle: whole('throttle', values.throttle, 0),
+  pageSize: wholeFlag('page-size', values['page-size'], 1),
+  partitionSize: wholeFlag('partition-size', values['partition-size'], 1),
+  timeoutSeconds: wholeFlag('timeout', values.timeout, 1),
+  throttle: wholeFlag('throttle', values.throttle, 0),
   log: (line) => console.log(line),
 });
 console.log(`chaos: reproduce with: npm run chaos -- --seed ${report.seed} --rows ${values.rows} --faults ${values.faults}`);

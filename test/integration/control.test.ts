@@ -5,27 +5,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setThrottleLimit } from '../../src/coordination/throttle.ts';
 import { UserError } from '../../src/errors.ts';
-import { identifyRun } from '../../src/identification/identify.ts';
 import { cancelRun, pauseRun, rerunFailed, rerunPartition, resumeRun } from '../../src/runs/run-control.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import type { RunStatus } from '../../src/schema.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
+import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 
-async function startRun(env: TestEnv, services: Service[], partitionSize: number): Promise<number> {
-  const run = await createRun(env.db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
-    partitionSize,
-    maxPartitions: 1000,
-    instanceId: 'test',
-    leaseMs: 10_000,
-  });
-  await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-  return run.runId;
-}
 
 const statusIs = (env: TestEnv, runId: number, wanted: RunStatus) => async () => {
   const s = await getRunStatus(env.db.pool, runId);
@@ -62,7 +50,7 @@ describe('rerun of failed partitions', () => {
     const poisonA = await poisonRow(env, 'product-001', 120);
     const poisonB = await poisonRow(env, 'product-002', 120);
     services = await startInstances(env, 2);
-    const runId = await startRun(env, services, 500);
+    const runId = await startTestRun(env, 500, { coordination: services[0]!.coordination });
     const failed = await waitFor(statusIs(env, runId, 'failed'), 30_000, 'the run to fail');
     expect(failed.partitions).toMatchObject({ total: 4, completed: 2, failed: 2 });
     const failedParts = (
@@ -132,7 +120,7 @@ describe('pause, resume and cancel', () => {
   const idle = () => services.every((s) => s.executor.activeTasks === 0);
 
   it('pause parks every task and stops every worker within a second; resume goes on from the offsets', async () => {
-    const runId = await startRun(env, services, 1000);
+    const runId = await startTestRun(env, 1000, { coordination: services[0]!.coordination });
     await waitFor(async () => (await produced(runId)) >= 1000, 20_000, 'the run to be under way');
     const pausedAt = Date.now();
     await pauseRun(env.db, services[0]!.coordination, runId);
@@ -163,7 +151,7 @@ describe('pause, resume and cancel', () => {
 
   it('cancel stops every worker within a second; rerun of a cancelled run is refused', async () => {
     await env.db.pool.query('UPDATE products SET product_version = product_version + 1');
-    const runId = await startRun(env, services, 1000);
+    const runId = await startTestRun(env, 1000, { coordination: services[0]!.coordination });
     await waitFor(async () => (await produced(runId)) >= 500, 20_000, 'the run to be under way');
     const cancelledAt = Date.now();
     await cancelRun(env.db, services[0]!.coordination, runId);

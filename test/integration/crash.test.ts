@@ -8,13 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Coordination, createCoordination } from '../../src/coordination/redis.ts';
 import { setThrottleLimit } from '../../src/coordination/throttle.ts';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
-import { deleteTestTopics, readTopic } from '../support/services.ts';
+import { startTestRun } from '../support/runs.ts';
+import { deleteTestTopics } from '../support/services.ts';
+import { readTopic } from '../support/topics.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tranche.js', import.meta.url));
 const PAGE_SIZE = 100;
@@ -49,19 +50,6 @@ async function startServe(env: TestEnv, id: string, overrides: Record<string, st
   return instance;
 }
 
-async function startRun(env: TestEnv, co: Coordination, partitionSize: number, productFilter?: string[]): Promise<number> {
-  const run = await createRun(env.db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
-    productFilter,
-    partitionSize,
-    maxPartitions: 1000,
-    instanceId: 'test',
-    leaseMs: 10_000,
-  });
-  await identifyRun({ db: env.db, coordination: co, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-  return run.runId;
-}
 
 interface Owned {
   partitionId: number;
@@ -129,7 +117,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
 
   it('SIGKILL of instances mid-partition, four times: the run completes, one live owner at a time, at most one page again per task killed', async () => {
     instances.push(...(await Promise.all([1, 2, 3, 4].map((i) => startServe(env, `crash-${i}`)))));
-    const runId = await startRun(env, co, 2500);
+    const runId = await startTestRun(env, 2500, { coordination: co });
     const total = (await getRunStatus(env.db.pool, runId))!.rows.total;
     expect(total).toBe(30_000);
 
@@ -255,7 +243,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     await env.db.pool.query(`UPDATE products SET product_version = product_version + 1 WHERE product_key = 'product-001'`);
     const leaving = await startServe(env, 'drain-a', { ...slow, WORKER_CONCURRENCY: '2' });
     instances.push(leaving);
-    const runId = await startRun(env, co, 2500, ['product-001']); // 4 partitions
+    const runId = await startTestRun(env, 2500, { coordination: co, productFilter: ['product-001'] }); // 4 partitions
     const before = await waitFor(
       async () => {
         const owned = (await ownedTasks(env, runId)).filter((o) => o.pickedBy === 'drain-a');

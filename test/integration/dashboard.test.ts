@@ -2,11 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
+import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 
 const OUTPUT = fileURLToPath(new URL('../../test-output/', import.meta.url));
@@ -39,13 +38,10 @@ describe('dashboard in headless Chromium', () => {
     await page.goto(`http://127.0.0.1:${services[0]!.httpPort}/`);
     await page.getByText('No run yet').waitFor();
 
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', partitionSize: 6000, maxPartitions: 100, instanceId: 'test', leaseMs: 10_000,
-    });
-    await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
+    const runId = await startTestRun(env, 6000, { coordination: services[0]!.coordination, maxPartitions: 100 });
 
     await page.reload();
-    await page.locator('#run-title').filter({ hasText: `Run #${run.runId}` }).waitFor({ timeout: 15_000 });
+    await page.locator('#run-title').filter({ hasText: `Run #${runId}` }).waitFor({ timeout: 15_000 });
     const seen = new Set<string>();
     let midRunShot = false;
     await waitFor(async () => {

@@ -1,10 +1,10 @@
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
+import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 
 interface Family {
@@ -39,18 +39,15 @@ describe('HTTP endpoints of serve', () => {
 
   it('serves run and partition JSON, and metrics that a Prometheus parser reads', async () => {
     await seed(env.db, { subscriptions: 2000, products: 4, changed: 2 });
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', partitionSize: 250, maxPartitions: 100, instanceId: 'test', leaseMs: 10_000,
-    });
-    await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-    await waitFor(async () => (await getRunStatus(env.db.pool, run.runId))?.status === 'completed', 60_000, 'run completion');
+    const runId = await startTestRun(env, 250, { coordination: services[0]!.coordination, maxPartitions: 100 });
+    await waitFor(async () => (await getRunStatus(env.db.pool, runId))?.status === 'completed', 60_000, 'run completion');
 
     const runs = (await (await fetch(`${base}/api/runs`)).json()) as { runId: number; status: string }[];
-    expect(runs[0]).toMatchObject({ runId: run.runId, status: 'completed' });
-    const partitions = (await (await fetch(`${base}/api/runs/${run.runId}/partitions`)).json()) as { state: string }[];
+    expect(runs[0]).toMatchObject({ runId: runId, status: 'completed' });
+    const partitions = (await (await fetch(`${base}/api/runs/${runId}/partitions`)).json()) as { state: string }[];
     expect(partitions).toHaveLength(4);
     expect(partitions.every((p) => p.state === 'completed')).toBe(true);
-    expect((await fetch(`${base}/api/runs/${run.runId}/partitions?state=bogus`)).status).toBe(400);
+    expect((await fetch(`${base}/api/runs/${runId}/partitions?state=bogus`)).status).toBe(400);
     expect((await fetch(`${base}/api/runs/99999`)).status).toBe(404);
     expect((await fetch(`${base}/api/runs`, { method: 'POST' })).status).toBe(405);
 
@@ -70,7 +67,7 @@ describe('HTTP endpoints of serve', () => {
     const lag = byName.get('tranche_consumer_lag')!.metrics;
     expect(lag.length).toBe(3);
     expect(lag.every((m) => Number(m.value) === 0)).toBe(true);
-    const duration = byName.get('tranche_run_duration_seconds')!.metrics.find((m) => m.labels?.run_id === String(run.runId));
+    const duration = byName.get('tranche_run_duration_seconds')!.metrics.find((m) => m.labels?.run_id === String(runId));
     expect(Number(duration?.value)).toBeGreaterThan(0);
     expect(byName.has('tranche_partitions')).toBe(true);
   });

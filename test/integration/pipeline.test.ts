@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
-import { deleteTestTopics, readTopic, startInstances, stopAll } from '../support/services.ts';
+import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
+import { startTestRun } from '../support/runs.ts';
+import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { readTopic } from '../support/topics.ts';
 
 describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
   let env: TestEnv;
@@ -22,18 +23,10 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
     const seeded = await seed(env.db, { subscriptions: 6000, products: 6, changed: 3 });
     expect(seeded.eligible).toBe(3000);
     services = await startInstances(env, 2);
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
-      partitionSize: 300,
-      maxPartitions: 100,
-      instanceId: 'test-cli',
-      leaseMs: 10_000,
-    });
-    await identifyRun({ db: env.db, coordination: services[0]!.coordination, log: quietLog, instanceId: 'test-cli', leaseMs: 10_000 }, run.runId);
+    const runId = await startTestRun(env, 300, { coordination: services[0]!.coordination, maxPartitions: 100 });
 
     const done = await waitFor(async () => {
-      const s = await getRunStatus(env.db.pool, run.runId);
+      const s = await getRunStatus(env.db.pool, runId);
       return s?.status === 'completed' ? s : null;
     }, 60_000, 'the run to complete');
 
@@ -55,16 +48,16 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
 
     const events = await readTopic(env.config.kafkaBrokers, env.config.topicRunEvents, 1);
     expect(events).toHaveLength(1);
-    expect(events[0]!.key).toBe(String(run.runId));
-    expect(events[0]!.headers['event-id']).toBe(`run-${run.runId}-completed`);
-    expect(JSON.parse(events[0]!.value!)).toMatchObject({ type: 'run.completed', runId: run.runId, rows: 3000 });
+    expect(events[0]!.key).toBe(String(runId));
+    expect(events[0]!.headers['event-id']).toBe(`run-${runId}-completed`);
+    expect(JSON.parse(events[0]!.value!)).toMatchObject({ type: 'run.completed', runId: runId, rows: 3000 });
 
     // Update records are plain JSON keyed by row id, readable by any Kafka client.
     const records = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, 3000);
     const ids = new Set(records.map((r) => r.key));
     expect(ids.size).toBe(3000);
     const sample = JSON.parse(records[0]!.value!);
-    expect(sample).toMatchObject({ v: 1, runId: run.runId, fromVersion: 1, toVersion: 2 });
+    expect(sample).toMatchObject({ v: 1, runId: runId, fromVersion: 1, toVersion: 2 });
     expect(records[0]!.key).toBe(String(sample.id));
   });
 });

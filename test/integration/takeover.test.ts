@@ -107,9 +107,8 @@ describe('identification takeover after the identifying process dies', () => {
       'the run to complete after the takeover',
     );
 
-    const run = await pool.query('SELECT identify_owner, rows_total FROM migration_runs WHERE id = $1', [runId]);
+    const run = await pool.query('SELECT identify_owner FROM migration_runs WHERE id = $1', [runId]);
     expect(run.rows[0].identify_owner).toBe(services[0]!.instanceId);
-    expect(run.rows[0].rows_total).toBe(PRODUCTS * PER_PRODUCT);
     expect(done.partitions).toMatchObject({ total: PRODUCTS * perProduct, completed: PRODUCTS * perProduct, failed: 0 });
     expect(done.rows).toMatchObject({ total: PRODUCTS * PER_PRODUCT, applied: PRODUCTS * PER_PRODUCT });
 

@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCoordination } from '../../src/coordination/redis.ts';
 import { setThrottleLimit } from '../../src/coordination/throttle.ts';
 import { FencedError } from '../../src/errors.ts';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import { ensureTopics, type Service } from '../../src/service.ts';
 import { createStreamClient, type StreamClient } from '../../src/stream/kafka.ts';
@@ -23,20 +22,10 @@ import {
 } from '../../src/tasks/task-store.ts';
 import { advanceOffset, completePartition, processPartition } from '../../src/worker/partition-worker.ts';
 import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
-import { deleteTestTopics, readTopic, startInstances, stopAll } from '../support/services.ts';
+import { startTestRun } from '../support/runs.ts';
+import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { readTopic } from '../support/topics.ts';
 
-async function startRun(env: TestEnv, partitionSize: number): Promise<number> {
-  const run = await createRun(env.db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
-    partitionSize,
-    maxPartitions: 1000,
-    instanceId: 'test',
-    leaseMs: 10_000,
-  });
-  await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-  return run.runId;
-}
 
 const partitionRow = async (env: TestEnv, id: number) =>
   (
@@ -148,7 +137,7 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
     ]);
 
   it('a stale owner cannot advance the offset, complete the partition or delete the task', async () => {
-    const runId = await startRun(env, 500); // two partitions, one per test
+    const runId = await startTestRun(env, 500); // two partitions, one per test
     const a = await claimAs('a');
     await env.db.pool.query(`UPDATE scheduled_tasks SET execution_time = 'infinity' WHERE NOT picked`); // the other one waits
     const partitionId = Number(a.data.partitionId);
@@ -252,7 +241,7 @@ describe('retries, failure and the throttle (in-process instances)', () => {
     // so the run must turn failed when the last of them completes.
     await setThrottleLimit(services[0]!.coordination.client, env.config.redisPrefix, 500);
     const started = Date.now();
-    const runId = await startRun(env, 400);
+    const runId = await startTestRun(env, 400);
     await services[0]!.coordination.wake();
 
     const status = await waitFor(async () => {
@@ -300,18 +289,11 @@ describe('wake-ups', () => {
     await seed(env.db, { subscriptions: 2000, products: 2, changed: 2 });
     services = await startInstances(env, 2);
     // Both instances made their start-up claim (nothing was due) and now sleep for 30 s.
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
-      partitionSize: 500,
-      maxPartitions: 1000,
-      instanceId: 'test',
-      leaseMs: 10_000,
-    });
     const co = createCoordination({ redisUrl: env.config.redisUrl, prefix: env.config.redisPrefix }, quietLog);
+    let runId: number;
     try {
-      // identifyRun publishes a wake-up after each product's tasks are committed.
-      await identifyRun({ db: env.db, coordination: co, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
+      // Identification publishes a wake-up after each product's tasks are committed.
+      runId = await startTestRun(env, 500, { coordination: co });
     } finally {
       await co.close();
     }
@@ -320,7 +302,7 @@ describe('wake-ups', () => {
         const { rows } = await env.db.pool.query(
           `SELECT extract(epoch FROM min(p.started_at) - r.identified_at)::float8 AS first_claim_s
            FROM partitions p JOIN migration_runs r ON r.id = p.run_id WHERE p.run_id = $1 AND p.started_at IS NOT NULL GROUP BY r.identified_at`,
-          [run.runId],
+          [runId],
         );
         return rows[0] ?? null;
       },
@@ -329,6 +311,6 @@ describe('wake-ups', () => {
       20,
     );
     expect(claimed.first_claim_s).toBeLessThan(5);
-    await waitFor(async () => (await getRunStatus(env.db.pool, run.runId))?.status === 'completed', 20_000, 'the run to complete');
+    await waitFor(async () => (await getRunStatus(env.db.pool, runId))?.status === 'completed', 20_000, 'the run to complete');
   });
 });

@@ -15,14 +15,15 @@ import { CompletionTracker } from '../../src/coordination/completion.ts';
 import { type Coordination, createCoordination } from '../../src/coordination/redis.ts';
 import { consumerLag } from '../../src/consumer/lag.ts';
 import { createApplier } from '../../src/consumer/update-consumer.ts';
-import { identifyRun } from '../../src/identification/identify.ts';
-import { createRun, getRunStatus, type RunStatusReport, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
+import { getRunStatus, type RunStatusReport } from '../../src/runs/run-store.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import { type Service, startService } from '../../src/service.ts';
 import { createStreamClient, type StreamClient } from '../../src/stream/kafka.ts';
 import { encodeUpdateRecord } from '../../src/stream/update-record.ts';
 import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
-import { deleteTestTopics, readTopic, startInstances, stopAll } from '../support/services.ts';
+import { startTestRun } from '../support/runs.ts';
+import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { readTopic } from '../support/topics.ts';
 
 /** Everything a test started, torn down after it whatever happened. */
 interface Fixture {
@@ -72,19 +73,6 @@ async function startInstance(f: Fixture, name: string): Promise<Service> {
   return service;
 }
 
-/** Creates and identifies a manual run of every changed product, as `tranche identify` does. */
-async function startRun(env: TestEnv, coordination: Coordination, partitionSize: number): Promise<number> {
-  const run = await createRun(env.db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
-    partitionSize,
-    maxPartitions: 100,
-    instanceId: 'test',
-    leaseMs: 10_000,
-  });
-  await identifyRun({ db: env.db, coordination, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-  return run.runId;
-}
 
 async function status(env: TestEnv, runId: number): Promise<RunStatusReport> {
   const s = await getRunStatus(env.db.pool, runId);
@@ -193,7 +181,7 @@ describe('update stream', () => {
     const { env } = f;
     const seeded = await seed(env.db, { subscriptions: 4000, products: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 2)));
-    const runId = await startRun(env, f.services[0]!.coordination, 500);
+    const runId = await startTestRun(env, 500, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const done = await waitCompletedAndPublished(env, runId);
     const stream = streamFor(f);
     await waitFor(async () => (await consumerLag(env.config, { stream })).total === 0, 20_000, 'the applier group to commit everything');
@@ -296,7 +284,7 @@ describe('update stream', () => {
     const { env } = f;
     const seeded = await seed(env.db, { subscriptions: 6000, products: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 1)));
-    const runId = await startRun(env, f.services[0]!.coordination, 1000);
+    const runId = await startTestRun(env, 1000, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const { rows: parts } = await env.db.pool.query<{ id: number }>('SELECT id FROM partitions WHERE run_id = $1 ORDER BY id LIMIT 1', [runId]);
     const partitionId = parts[0]!.id;
 
@@ -358,7 +346,7 @@ describe('update stream', () => {
     const { env } = f;
     const seeded = await seed(env.db, { subscriptions: 6000, products: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 2)));
-    const runId = await startRun(env, f.services[0]!.coordination, 1000);
+    const runId = await startTestRun(env, 1000, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const redis = f.services[0]!.coordination.client;
     const counterKey = `${env.config.redisPrefix}:run:${runId}:outstanding`;
     expect(await redis.get(counterKey)).not.toBeNull();
@@ -389,7 +377,7 @@ describe('update stream', () => {
     const { env } = f;
     const seeded = await seed(env.db, { subscriptions: 12_000, products: 4, changed: 2 });
     const first = await startInstance(f, 'first');
-    const runId = await startRun(env, first.coordination, 1000);
+    const runId = await startTestRun(env, 1000, { coordination: first.coordination, maxPartitions: 100 });
 
     const kafka = new Kafka({ brokers: [...env.config.kafkaBrokers], clientId: `${env.id}-admin`, logLevel: logLevel.NOTHING });
     const admin = kafka.admin();

@@ -1,5 +1,4 @@
 /** Starts in-process service instances on an isolated test environment. */
-import { Kafka, logLevel } from 'kafkajs';
 import { loadConfig } from '../../src/config.ts';
 import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
@@ -29,47 +28,4 @@ export async function deleteTestTopics(env: TestEnv): Promise<void> {
     .deleteTopics([env.config.topicUpdates, env.config.topicDeadLetters, env.config.topicRunEvents])
     .catch(() => {});
   await stream.disconnect();
-}
-
-/** Reads every message of a topic with a plain kafkajs consumer (an "ordinary client"). */
-export async function readTopic(
-  brokers: readonly string[],
-  topic: string,
-  expectAtLeast: number,
-  timeoutMs = 20_000,
-): Promise<{ key: string | null; value: string | null; headers: Record<string, string> }[]> {
-  const kafka = new Kafka({ brokers: [...brokers], clientId: 'test-reader', logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic);
-  await admin.disconnect();
-  const total = offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0);
-  const consumer = kafka.consumer({ groupId: `reader-${Math.random().toString(36).slice(2)}` });
-  const messages: { key: string | null; value: string | null; headers: Record<string, string> }[] = [];
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  const want = Math.max(total, expectAtLeast);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`read ${messages.length} of ${want} messages from ${topic}`)), timeoutMs);
-    if (want === 0) {
-      clearTimeout(timer);
-      resolve();
-      return;
-    }
-    void consumer.run({
-      eachMessage: async ({ message }) => {
-        messages.push({
-          key: message.key?.toString() ?? null,
-          value: message.value?.toString() ?? null,
-          headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
-        });
-        if (messages.length >= want) {
-          clearTimeout(timer);
-          resolve();
-        }
-      },
-    });
-  });
-  await consumer.disconnect();
-  return messages;
 }

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { processEnv } from '../../config.ts';
 import { createContext } from '../context.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../instances.ts';
-import { identifyRun } from '../../identification/identify.ts';
-import { createRun, getRunStatus, SUBSCRIPTION_MIGRATION } from '../../runs/run-store.ts';
+import { identifyDepsFrom, startManualRun } from '../../identification/identify.ts';
+import { getRunStatus } from '../../runs/run-store.ts';
 import { countEligible, seed } from '../../seed.ts';
 import { ensureTopics } from '../../service.ts';
 import { createStreamClient } from '../../stream/kafka.ts';
@@ -72,19 +72,11 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     out(`started ${options.instances} service instances (logs in .cache/demo/)`);
 
     const co = ctx.openCoordination();
-    const run = await createRun(db, {
-      migration: SUBSCRIPTION_MIGRATION,
-      trigger: 'manual',
+    const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log), {
       partitionSize: options.partitionSize,
       maxPartitions: config.maxPartitionsPerProduct,
-      instanceId: config.instanceId,
-      leaseMs: config.identifyLeaseMs,
     });
-    const identified = await identifyRun(
-      { db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
-      run.runId,
-    );
-    out(`run ${run.runId}: ${run.products.length} products, ${identified.partitions} partitions, ${fmt(identified.rows)} rows`);
+    out(`run ${run.runId}: ${run.products.length} products, ${run.partitions} partitions, ${fmt(run.rows)} rows`);
 
     const deadline = Date.now() + options.timeout * 1000;
     const tty = process.stdout.isTTY === true;

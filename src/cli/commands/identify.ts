@@ -1,6 +1,5 @@
 /** `tranche identify`: start a run now and identify its partitions in this process. */
-import { computeBoundaries, identifyRun, type PartitionBounds } from '../../identification/identify.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../../runs/run-store.ts';
+import { computeBoundaries, identifyDepsFrom, type PartitionBounds, startManualRun } from '../../identification/identify.ts';
 import { loadSql } from '../../sql.ts';
 import type { CommandContext } from '../context.ts';
 
@@ -54,24 +53,16 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
     return;
   }
   const co = ctx.openCoordination();
-  const run = await createRun(db, {
-    migration: SUBSCRIPTION_MIGRATION,
-    trigger: 'manual',
+  const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log), {
     partitionSize,
     maxPartitions,
     productFilter: options.product ?? null,
     force: options.force,
-    instanceId: config.instanceId,
-    leaseMs: config.identifyLeaseMs,
   });
-  const result = await identifyRun(
-    { db, coordination: co, log: ctx.log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency },
-    run.runId,
-  );
   if (options.json) {
-    console.log(JSON.stringify({ runId: run.runId, products: run.products.length, partitions: result.partitions, rows: result.rows }));
+    console.log(JSON.stringify({ runId: run.runId, products: run.products.length, partitions: run.partitions, rows: run.rows }));
   } else {
-    console.log(`run ${run.runId}: ${run.products.length} products, ${result.partitions} partitions, ${result.rows} rows to migrate`);
+    console.log(`run ${run.runId}: ${run.products.length} products, ${run.partitions} partitions, ${run.rows} rows to migrate`);
     console.log(`follow it with: tranche status ${run.runId}`);
   }
 }

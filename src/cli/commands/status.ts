@@ -58,7 +58,7 @@ export async function statusCommand(
   }
   let report = await getRunStatus(db.pool, runId);
   if (!report) throw new UserError(`run ${runId} does not exist`);
-  let partitions: PartitionView[] = await listPartitions(db.pool, runId);
+  let partitions: PartitionView[] = await listPartitions(db, runId);
   if (options.json) {
     const lag = await lagOrNull(ctx);
     console.log(JSON.stringify({ ...report, consumerLag: lag, partitionList: partitions }));
@@ -83,14 +83,14 @@ export async function statusCommand(
     rate = 0.7 * rate + 0.3 * instant; // smoothed
     previous = { at: now, applied: next.rows.applied };
     report = next;
-    partitions = await listPartitions(db.pool, runId);
+    partitions = await listPartitions(db, runId);
   }
 }
 
 export async function partitionsCommand(ctx: CommandContext, runId: number, options: { state?: PartitionState; json?: boolean }): Promise<void> {
   const db = await ctx.openDb();
   if (!(await getRunStatus(db.pool, runId))) throw new UserError(`run ${runId} does not exist`);
-  const partitions = await listPartitions(db.pool, runId, { state: options.state });
+  const partitions = await listPartitions(db, runId, { state: options.state });
   if (options.json) {
     console.log(JSON.stringify(partitions));
     return;
