@@ -20,6 +20,7 @@ import {
   rescheduleAfterFailure,
   scheduleTasks,
 } from '../../src/tasks/task-store.ts';
+import { loadSql } from '../../src/sql.ts';
 import { advanceOffset, completePartition, processPartition } from '../../src/worker/partition-worker.ts';
 import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
@@ -97,6 +98,37 @@ describe('one-time tasks (Postgres)', () => {
     expect(await rescheduleAfterFailure(env.db.pool, a!, 'a', 0)).toBe(false);
     const row = (await env.db.pool.query(`SELECT picked, picked_by, version FROM scheduled_tasks WHERE task_name = 'dead'`)).rows[0];
     expect(row).toEqual({ picked: true, picked_by: 'b', version: b!.version });
+  });
+
+  it('claims from a large backlog by reading its indexes in order, not by sorting every due task', async () => {
+    const backlog = 5000;
+    for (let from = 0; from < backlog; from += 1000) {
+      await scheduleTasks(
+        env.db.pool,
+        Array.from({ length: 1000 }, (_, i) => ({ taskName: 'backlog', taskInstance: String(from + i), data: {} })),
+      );
+    }
+    await env.db.pool.query('ANALYZE scheduled_tasks');
+    const client = await env.db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${loadSql('claim-due-tasks')}`, ['plan', 3, 60_000]);
+      await client.query('ROLLBACK');
+      type PlanNode = { 'Node Type': string; 'Actual Rows': number; 'Index Name'?: string; Plans?: PlanNode[] };
+      const nodes: PlanNode[] = [];
+      const walk = (n: PlanNode) => {
+        nodes.push(n);
+        for (const c of n.Plans ?? []) walk(c);
+      };
+      walk(rows[0]['QUERY PLAN'][0].Plan as PlanNode);
+      expect(nodes.filter((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Seq Scan')).toEqual([]);
+      expect(nodes.map((n) => n['Index Name'])).toEqual(expect.arrayContaining(['scheduled_tasks_due', 'scheduled_tasks_heartbeat']));
+      // No node reads more than a handful of rows although 5,000 tasks are due.
+      expect(Math.max(...nodes.map((n) => n['Actual Rows']))).toBeLessThanOrEqual(3);
+    } finally {
+      client.release();
+    }
+    await env.db.pool.query(`DELETE FROM scheduled_tasks WHERE task_name = 'backlog'`);
   });
 });
 
