@@ -7,6 +7,7 @@
  *   const service = await startService(loadConfig(), log);
  *   process.on('SIGTERM', () => service.stop());
  */
+import { getHeapStatistics } from 'node:v8';
 import { CompletionTracker } from './coordination/completion.ts';
 import { type Coordination, createCoordination } from './coordination/redis.ts';
 import { createThrottle } from './coordination/throttle.ts';
@@ -255,7 +256,8 @@ export async function startService(config: Config, log: Logger, options: Service
       options.httpPort ?? config.httpPort,
     );
   }
-  log.info({ concurrency: config.workerConcurrency, httpPort: server?.port ?? null }, 'service started');
+  const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 1048576);
+  log.info({ concurrency: config.workerConcurrency, httpPort: server?.port ?? null, heapLimitMb }, 'service started');
 
   let stopped: Promise<boolean> | undefined;
   return {

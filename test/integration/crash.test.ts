@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Coordination, createCoordination } from '../../src/coordination/redis.ts';
 import { setThrottleLimit } from '../../src/coordination/throttle.ts';
@@ -296,5 +297,19 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     const records = await recordsPerPartition(env, runId, done.rows.total);
     const produced = [...records.values()].reduce((sum, r) => sum + r.records, 0);
     expect(produced).toBe(done.rows.total); // the drain checkpointed after a whole page
+  });
+
+  it('serve bounds its V8 heap in place (same process id) unless NODE_OPTIONS sets one', async () => {
+    const heapLimit = (instance: Instance) => Number(/"heapLimitMb":(\d+)/.exec(instance.log())?.[1]);
+    const bounded = await startServe(env, 'heap-default');
+    const ownArgs = readFileSync(`/proc/${bounded.child.pid}/cmdline`, 'utf8').split('\0');
+    expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--max-old-space-size=256']));
+    expect(heapLimit(bounded)).toBeGreaterThan(0);
+    expect(heapLimit(bounded)).toBeLessThanOrEqual(300);
+    const chosen = await startServe(env, 'heap-chosen', { NODE_OPTIONS: '--max-old-space-size=700' });
+    expect(readFileSync(`/proc/${chosen.child.pid}/cmdline`, 'utf8')).not.toContain('max-semi-space-size');
+    expect(heapLimit(chosen)).toBeGreaterThanOrEqual(700);
+    expect(await kill(bounded, 'SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(await kill(chosen, 'SIGTERM')).toEqual({ code: 0, signal: null });
   });
 });
