@@ -36,6 +36,7 @@ import { seed } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
+import { addSummaryRow } from './summary.ts';
 
 // kafkajs 2.2.4 arms timers with negative delays (harmless); as in bin/tranche.js.
 process.removeAllListeners('warning');
@@ -479,6 +480,31 @@ async function main(): Promise<number> {
     out('peak RSS of one instance (VmHWM)');
     out(`  ${fmt(memoryRows).padStart(11)} rows  ${memory.peakRssMb[0]?.toFixed(0)} MB`);
     if (big) out(`  ${fmt(rows).padStart(11)} rows  ${big.peakRssMb[0]?.toFixed(0)} MB`);
+  }
+
+  const section = `end to end, ${fmt(rows)} rows`;
+  if (b !== undefined && a !== undefined) {
+    addSummaryRow({ section, what: baselines[1]!.name, figure: `${fmt(b)} rows/s`, baseline: `(a) bulk UPDATE ${fmt(a)} rows/s`, ratio: ratio(b, a) });
+  }
+  for (const r of results) {
+    addSummaryRow({
+      section,
+      what: `tranche, ${r.instances} instance${r.instances > 1 ? 's' : ''}`,
+      figure: `${fmt(r.rowsPerSecond)} rows/s`,
+      baseline: a === undefined ? 'baselines skipped' : `(a) bulk UPDATE ${fmt(a)} rows/s`,
+      ratio: ratio(r.rowsPerSecond, a),
+    });
+  }
+  const one = results.find((r) => r.instances === 1)?.peakRssMb[0];
+  if (memory && one !== undefined) {
+    const small = memory.peakRssMb[0]!;
+    addSummaryRow({
+      section: 'memory',
+      what: `peak RSS of one instance, ${fmt(rows)} rows`,
+      figure: `${one.toFixed(0)} MB`,
+      baseline: `${fmt(memoryRows)} rows ${small.toFixed(0)} MB`,
+      ratio: `${(one / small).toFixed(2)}x`,
+    });
   }
 
   const stamp = new Date().toISOString().replaceAll(':', '-').replace(/\..*/, '');

@@ -22,6 +22,7 @@ import { computeSampledBoundaries, samplePercentFor, type SampledPartitionBounds
 import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
 import { loadSql } from '../src/sql.ts';
+import { addSummaryRow } from './summary.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -343,6 +344,13 @@ async function main(): Promise<void> {
     console.log(`     ratio (b)/(a) = ${ratio(times.walk, times.parallel)}   (b)/(a') = ${ratio(times.walk, times.serial)}`);
     console.log(`     ratio (b')/(a) = ${ratio(times.walk2, times.parallel)}   (b')/(a') = ${ratio(times.walk2, times.serial)}`);
     console.log(`     ratio (d)/(a) = ${ratio(times.full, times.parallel)}   (d)/(a') = ${ratio(times.full, times.serial)}   <- the figure the target is about`);
+    addSummaryRow({
+      section: 'identification',
+      what: `whole identification, ${fmt(eligible)} eligible rows`,
+      figure: secs(median(times.full)),
+      baseline: `index-only count ${secs(median(times.parallel))}`,
+      ratio: `${(median(times.full) / median(times.parallel)).toFixed(2)}x`,
+    });
     console.log(`     ratio (b2)/(a) = ${ratio(times.recursive, times.parallel)}   (b2)/(a') = ${ratio(times.recursive, times.serial)}`);
     console.log(`     ratio (c)/(a) = ${ratio(times.sampled, times.parallel)}   (c)/(a') = ${ratio(times.sampled, times.serial)}`);
     if (cpu.serial.length === repeat) {

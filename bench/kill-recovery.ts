@@ -24,6 +24,7 @@ import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
+import { addSummaryRow } from './summary.ts';
 
 process.removeAllListeners('warning');
 process.on('warning', (w) => {
@@ -150,6 +151,14 @@ try {
     console.log(`kill ${k}: ${lost.length} partitions of the killed instance running again after ${(recoveryMs / 1000).toFixed(1)} s; ${twice} records produced twice (page size ${PAGE_SIZE})`);
   }
   const worst = Math.max(...measurements.map((m) => m.recoveryMs));
+  const bound = config.heartbeatTimeoutMs + config.pollIntervalMs;
+  addSummaryRow({
+    section: 'kill recovery',
+    what: 'SIGKILL to partition running elsewhere, worst',
+    figure: `${(worst / 1000).toFixed(1)} s`,
+    baseline: `bound: heartbeat timeout + poll ${(bound / 1000).toFixed(1)} s`,
+    ratio: `${(worst / bound).toFixed(2)}x`,
+  });
   console.log(
     `SIGKILL recovery with HEARTBEAT_TIMEOUT_MS=${config.heartbeatTimeoutMs}, HEARTBEAT_INTERVAL_MS=${config.heartbeatIntervalMs}, POLL_INTERVAL_MS=${config.pollIntervalMs}: ` +
       `worst ${(worst / 1000).toFixed(1)} s (bound: timeout + poll = ${((config.heartbeatTimeoutMs + config.pollIntervalMs) / 1000).toFixed(1)} s)`,
