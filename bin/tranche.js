@@ -16,7 +16,7 @@ if (major < 22 || (major === 22 && minor < 18)) {
 // signals and supervisors are unaffected) with a bounded heap, unless heap flags were given
 // in NODE_OPTIONS or on the node command line. Its live heap stays well under 100 MB
 // (docs/benchmarks.md, peak memory).
-const HEAP_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=256'];
+const HEAP_FLAGS = ['--max-semi-space-size=16', '--max-old-space-size=256'];
 const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
 const heapFlagGiven = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) =>
   /^--max-(old|semi)-space-size/.test(a),

@@ -303,9 +303,9 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     const heapLimit = (instance: Instance) => Number(/"heapLimitMb":(\d+)/.exec(instance.log())?.[1]);
     const bounded = await startServe(env, 'heap-default');
     const ownArgs = readFileSync(`/proc/${bounded.child.pid}/cmdline`, 'utf8').split('\0');
-    expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=8', '--max-old-space-size=256']));
+    expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=16', '--max-old-space-size=256']));
     expect(heapLimit(bounded)).toBeGreaterThan(0);
-    expect(heapLimit(bounded)).toBeLessThanOrEqual(300);
+    expect(heapLimit(bounded)).toBeLessThanOrEqual(320);
     const chosen = await startServe(env, 'heap-chosen', { NODE_OPTIONS: '--max-old-space-size=700' });
     expect(readFileSync(`/proc/${chosen.child.pid}/cmdline`, 'utf8')).not.toContain('max-semi-space-size');
     expect(heapLimit(chosen)).toBeGreaterThanOrEqual(700);
