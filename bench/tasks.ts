@@ -6,7 +6,7 @@
  * db-scheduler's with the same instance count; never fails on speed.
  *
  *   node bench/tasks.ts [--tasks 10000] [--instances 1,4] [--concurrency 10]
- *                       [--poll-interval-ms 2000] [--delay-samples 20]
+ *                       [--poll-interval-ms 2000] [--delay-samples 10]
  *                       [--systems tranche,db-scheduler,graphile-worker,pg-boss,pg-boss-burst]
  *
  * Every system gets the same work: K no-op tasks due now, N instance processes with C slots
@@ -42,7 +42,7 @@ const { values: args } = parseArgs({
     instances: { type: 'string', default: '1,4' },
     concurrency: { type: 'string', default: '10' },
     'poll-interval-ms': { type: 'string', default: '2000' },
-    'delay-samples': { type: 'string', default: '20' },
+    'delay-samples': { type: 'string', default: '10' },
     systems: { type: 'string', default: Object.keys(SYSTEMS).join(',') },
   },
 });
