@@ -41,6 +41,12 @@ export interface Config {
    * (default: KAFKA_TOPIC_PARTITIONS).
    */
   readonly consumerConcurrency: number;
+  /**
+   * CONSUMER_FETCH_MAX_BYTES: most bytes of update records one instance fetches at once, over
+   * all its topic partitions. Bounds the records an instance holds while applying them, so its
+   * memory stays flat however far behind the consumer is.
+   */
+  readonly consumerFetchMaxBytes: number;
   /** KAFKA_REPLICATION_FACTOR: replication of topics tranche creates. */
   readonly kafkaReplicationFactor: number;
   /** CRON_ENABLED: whether `serve` fires the nightly trigger. */
@@ -107,6 +113,7 @@ const DEFAULTS = {
   KAFKA_TOPIC_PARTITIONS: '6',
   KAFKA_REPLICATION_FACTOR: '1',
   CONSUMER_CONCURRENCY: '',
+  CONSUMER_FETCH_MAX_BYTES: '3145728',
   CRON_ENABLED: 'true',
   CRON_SCHEDULE: '0 2 * * *',
   CRON_TIMEZONE: 'UTC',
@@ -234,6 +241,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', 1, 10_000),
     kafkaReplicationFactor: int('KAFKA_REPLICATION_FACTOR', 1, 100),
     consumerConcurrency: pick('CONSUMER_CONCURRENCY') === '' ? int('KAFKA_TOPIC_PARTITIONS', 1, 10_000) : int('CONSUMER_CONCURRENCY', 1, 10_000),
+    consumerFetchMaxBytes: int('CONSUMER_FETCH_MAX_BYTES', 65_536, 1_073_741_824),
     cronEnabled: bool('CRON_ENABLED'),
     cronSchedule,
     cronTimezone,

@@ -161,6 +161,7 @@ export async function startService(config: Config, log: Logger, options: Service
     groupId: config.kafkaGroupId,
     topic: config.topicUpdates,
     concurrency: config.consumerConcurrency,
+    maxBytes: config.consumerFetchMaxBytes,
     handle: createApplier({
       db,
       stream,

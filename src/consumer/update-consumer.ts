@@ -44,6 +44,15 @@ interface Valid {
 }
 
 /** Keeps one record per row id: the one with the highest target version (ties: the latest). */
+/**
+ * A Postgres array literal of integers, built in one join: node-postgres would quote and
+ * escape every element of a JS array (5 % of an instance's CPU in a profile). Only for
+ * validated integers.
+ */
+export function integerArray(values: number[]): string {
+  return `{${values.join(',')}}`;
+}
+
 export function latestPerRow(records: Valid[]): Valid[] {
   const byId = new Map<number, Valid>();
   for (const r of records) {
@@ -77,10 +86,10 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
         const changedByRun = new Map<number, number>();
         if (chunk.length > 0) {
           const { rows } = await tx.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
-            chunk.map((c) => c.record.id),
-            chunk.map((c) => c.record.toVersion),
-            chunk.map((c) => c.record.runId),
-            chunk.map((c) => c.record.partitionId),
+            integerArray(chunk.map((c) => c.record.id)),
+            integerArray(chunk.map((c) => c.record.toVersion)),
+            integerArray(chunk.map((c) => c.record.runId)),
+            integerArray(chunk.map((c) => c.record.partitionId)),
           ]);
           let changedRows = 0;
           for (const row of rows) {
@@ -91,7 +100,7 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
           // Only a batch that changed fewer rows than it holds (a replay, or deleted rows) can
           // name rows that no longer exist.
           if (changedRows < chunk.length) {
-            const gone = await tx.query<{ id: number }>(loadSql('find-missing-rows'), [chunk.map((c) => c.record.id)]);
+            const gone = await tx.query<{ id: number }>(loadSql('find-missing-rows'), [integerArray(chunk.map((c) => c.record.id))]);
             const byId = new Map(chunk.map((c) => [c.record.id, c]));
             for (const { id } of gone.rows) {
               const source = byId.get(id);

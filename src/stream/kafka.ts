@@ -59,6 +59,8 @@ export interface StreamClient {
     fromBeginning?: boolean;
     /** Topic partitions whose batches are applied at once (kafkajs partitionsConsumedConcurrently). */
     concurrency?: number;
+    /** Most bytes fetched at once over all partitions (kafkajs maxBytes; default 10 MiB). */
+    maxBytes?: number;
     handle: (batch: IncomingBatch) => Promise<void>;
     onJoined?: () => void;
     onCrash?: (error: Error) => void;
@@ -137,7 +139,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
       await p.send({ topic, acks: -1, messages });
     },
 
-    async consume({ groupId, topic, fromBeginning = true, concurrency = 1, handle, onJoined, onCrash }) {
+    async consume({ groupId, topic, fromBeginning = true, concurrency = 1, maxBytes, handle, onJoined, onCrash }) {
       const consumer = kafka.consumer({
         groupId,
         allowAutoTopicCreation: false,
@@ -145,6 +147,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
         heartbeatInterval: 1000,
         rebalanceTimeout: 20_000,
         maxWaitTimeInMs: 100,
+        ...(maxBytes === undefined ? {} : { maxBytes, maxBytesPerPartition: Math.min(maxBytes, 1_048_576) }),
       });
       consumers.add(consumer);
       consumer.on(consumer.events.GROUP_JOIN, () => onJoined?.());

@@ -11,6 +11,7 @@ describe('loadConfig', () => {
     expect(c.topicRunEvents).toBe('tranche.run-events');
     expect(c.httpPort).toBe(8080);
     expect(c.partitionSize).toBe(10_000);
+    expect(c.consumerFetchMaxBytes).toBe(3 * 1024 * 1024);
     expect(Object.isFrozen(c)).toBe(true);
   });
 
@@ -35,6 +36,7 @@ describe('loadConfig', () => {
     ['TOPIC_UPDATES', 'bad topic'],
     ['LOG_LEVEL', 'loud'],
     ['CRON_ENABLED', 'maybe'],
+    ['CONSUMER_FETCH_MAX_BYTES', '1024'],
   ])('rejects %s=%s with a message naming the variable', (name, value) => {
     let error: unknown;
     try {
