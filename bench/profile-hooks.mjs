@@ -38,15 +38,11 @@ function sqlKey(text) {
   return `sql ${t.replace(/\s+/g, ' ').slice(0, 70)}`;
 }
 
-const originalQuery = pg.Client.prototype.query;
-pg.Client.prototype.query = function query(config, values, callback) {
-  if (typeof callback === 'function' || typeof values === 'function' || (config && typeof config.submit === 'function')) {
-    return originalQuery.call(this, config, values, callback);
-  }
+/** Times a query's promise under its sql/ name (or first words). */
+function timedQuery(config, run) {
   const key = sqlKey(typeof config === 'string' ? config : config?.text);
   const start = performance.now();
-  const p = originalQuery.call(this, config, values);
-  return p.then(
+  return run().then(
     (r) => {
       add(key, performance.now() - start, r?.rowCount ?? 0);
       return r;
@@ -56,24 +52,21 @@ pg.Client.prototype.query = function query(config, values, callback) {
       throw e;
     },
   );
+}
+
+const originalQuery = pg.Client.prototype.query;
+pg.Client.prototype.query = function query(config, values, callback) {
+  if (typeof callback === 'function' || typeof values === 'function' || (config && typeof config.submit === 'function')) {
+    return originalQuery.call(this, config, values, callback);
+  }
+  return timedQuery(config, () => originalQuery.call(this, config, values));
 };
 
 // pool.query (no callback) hands its client a callback, so it is timed here instead, pool wait included.
 const originalPoolQuery = pg.Pool.prototype.query;
 pg.Pool.prototype.query = function query(config, values, callback) {
   if (typeof callback === 'function' || typeof values === 'function') return originalPoolQuery.call(this, config, values, callback);
-  const key = sqlKey(typeof config === 'string' ? config : config?.text);
-  const start = performance.now();
-  return originalPoolQuery.call(this, config, values).then(
-    (r) => {
-      add(key, performance.now() - start, r?.rowCount ?? 0);
-      return r;
-    },
-    (e) => {
-      add(`${key} (error)`, performance.now() - start);
-      throw e;
-    },
-  );
+  return timedQuery(config, () => originalPoolQuery.call(this, config, values));
 };
 
 const originalProducer = kafkajs.Kafka.prototype.producer;
