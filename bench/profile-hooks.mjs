@@ -8,6 +8,8 @@
  * measured window: the first resets the totals (run created), the second writes and freezes
  * them (run completed).
  */
+// Before kafkajs, as in the service: it patches kafkajs files in the module cache.
+import '../src/stream/kafkajs-patches.ts';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';

@@ -22,7 +22,7 @@ import { identifyDepsFrom, identifyRun, takeOverExpiredIdentifications } from '.
 import type { Logger } from './logger.ts';
 import { migrateToLatest } from './migrate.ts';
 import type { RunStatus } from './schema.ts';
-import { type ConsumerHandle, createStreamClient, type StreamClient } from './stream/kafka.ts';
+import { type ConsumerHandle, createStreamClient, kafkajsPatched, type StreamClient } from './stream/kafka.ts';
 import { TaskExecutor } from './tasks/executor.ts';
 import { recordPartitionFailure } from './worker/partition-failure.ts';
 import { processPartition } from './worker/partition-worker.ts';
@@ -258,7 +258,7 @@ export async function startService(config: Config, log: Logger, options: Service
     );
   }
   const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 1048576);
-  log.info({ concurrency: config.workerConcurrency, httpPort: server?.port ?? null, heapLimitMb }, 'service started');
+  log.info({ concurrency: config.workerConcurrency, httpPort: server?.port ?? null, heapLimitMb, kafkajsPatched }, 'service started');
 
   let stopped: Promise<boolean> | undefined;
   return {

@@ -5,8 +5,18 @@
  * offsets only after acknowledgement. This module only sends with acks=all and one request
  * in flight, consumes with manual commits, and reads lag.
  */
-import { type Consumer, type EachBatchPayload, Kafka, logLevel, type Producer } from 'kafkajs';
+import { createRequire } from 'node:module';
+import type { Consumer, EachBatchPayload, Producer } from 'kafkajs';
+import { createFastPartitioner } from './kafkajs-patches.ts';
+
+/** Whether kafkajs runs with the hot-path patches of kafkajs-patches.ts (logged at start). */
+export { kafkajsPatched } from './kafkajs-patches.ts';
 import type { Logger } from '../logger.ts';
+
+// Loaded with require in the module body, not a static import: Node may run a CommonJS
+// module that an ES module imports before that module's other imports (here the patches,
+// which must first replace kafkajs hot paths in the module cache).
+const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof import('kafkajs');
 
 /**
  * kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as a
@@ -76,6 +86,17 @@ export interface ConsumerHandle {
   stop(): Promise<void>;
 }
 
+/** A message's headers as strings (the first value of a repeated one), without the copies when there are none. */
+function headersOf(headers: Record<string, unknown> | undefined): Record<string, string> {
+  let out: Record<string, string> | undefined;
+  for (const k in headers) {
+    const v = headers[k];
+    out ??= {};
+    out[k] = Array.isArray(v) ? String(v[0] ?? '') : String(v ?? '');
+  }
+  return out ?? {};
+}
+
 function toKafkaLogger(log: Logger) {
   return () =>
     ({ level, log: entry }: { level: number; log: { message: string } & Record<string, unknown> }) => {
@@ -101,7 +122,12 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
 
   const getProducer = (): Promise<Producer> => {
     producerReady ??= (async () => {
-      const p = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 1, idempotent: false });
+      const p = kafka.producer({
+        allowAutoTopicCreation: false,
+        maxInFlightRequests: 1,
+        idempotent: false,
+        createPartitioner: createFastPartitioner,
+      });
       await p.connect();
       producer = p;
       return p;
@@ -168,9 +194,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
               offset: m.offset,
               key: m.key ? m.key.toString('utf8') : null,
               value: m.value ? m.value.toString('utf8') : null,
-              headers: Object.fromEntries(
-                Object.entries(m.headers ?? {}).map(([k, v]) => [k, Array.isArray(v) ? String(v[0] ?? '') : String(v ?? '')]),
-              ),
+              headers: headersOf(m.headers),
             })),
             isRunning: payload.isRunning,
             isStale: payload.isStale,

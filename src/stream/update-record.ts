@@ -60,6 +60,27 @@ export function encodeUpdateRecord(record: UpdateRecord): string {
 }
 
 /**
+ * Encodes the records of one partition's pages, each exactly as {@link encodeUpdateRecord}
+ * would (same JSON, same checks), with the fields shared by every row (run, partition,
+ * product, target version) checked and serialized once instead of per row: the producer
+ * encodes one record per row, and this is most of its CPU that is not Kafka's.
+ */
+export function createRecordEncoder(shared: Pick<UpdateRecord, 'runId' | 'partitionId' | 'productKey' | 'toVersion'>) {
+  const problem = recordProblem({ v: UPDATE_RECORD_VERSION, ...shared, id: 1, fromVersion: 0 });
+  if (problem) throw new TypeError(`invalid update record: ${problem}`);
+  const head = `{"v":${UPDATE_RECORD_VERSION},"runId":${shared.runId},"partitionId":${shared.partitionId},"id":`;
+  const middle = `,"productKey":${JSON.stringify(shared.productKey)},"fromVersion":`;
+  const tail = `,"toVersion":${shared.toVersion}}`;
+  return (row: { id: number; fromVersion: number }): string => {
+    const { id, fromVersion } = row;
+    if (!isPositiveId(id) || !isVersion(fromVersion) || fromVersion >= shared.toVersion) {
+      return encodeUpdateRecord({ v: UPDATE_RECORD_VERSION, ...shared, id, fromVersion }); // throws, naming the field
+    }
+    return head + id + middle + fromVersion + tail;
+  };
+}
+
+/**
  * A rejected record carries the run and partition it claims to belong to when its JSON
  * names them as positive integers (best effort, so that dead letters can be counted per
  * run); the caller must check that such a run exists before trusting it.
@@ -83,10 +104,10 @@ export function decodeUpdateRecord(key: string | null, value: string | null): De
   } catch {
     return { ok: false, reason: 'invalid-json', runId: null, partitionId: null };
   }
-  const claimed = { runId: claimedId(json, 'runId'), partitionId: claimedId(json, 'partitionId') };
   const problem = recordProblem(json);
-  if (problem) return { ok: false, reason: `invalid-record: ${problem}`, ...claimed };
+  const claimed = () => ({ runId: claimedId(json, 'runId'), partitionId: claimedId(json, 'partitionId') });
+  if (problem) return { ok: false, reason: `invalid-record: ${problem}`, ...claimed() };
   const record = json as UpdateRecord;
-  if (key !== String(record.id)) return { ok: false, reason: 'key-mismatch: key must equal the row id', ...claimed };
+  if (key !== String(record.id)) return { ok: false, reason: 'key-mismatch: key must equal the row id', ...claimed() };
   return { ok: true, record };
 }

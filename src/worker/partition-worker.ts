@@ -10,7 +10,7 @@ import type { Logger } from '../logger.ts';
 import { markRunFailedIfStuck } from '../runs/run-store.ts';
 import type { RunStatus } from '../schema.ts';
 import { loadSql } from '../sql.ts';
-import { encodeUpdateRecord } from '../stream/update-record.ts';
+import { createRecordEncoder } from '../stream/update-record.ts';
 import type { StreamClient } from '../stream/kafka.ts';
 import type { TaskControlState } from '../tasks/executor.ts';
 import { type ClaimedTask, completeTask, releaseTask } from '../tasks/task-store.ts';
@@ -113,26 +113,30 @@ export async function completePartition(db: Db, task: ClaimedTask, instanceId: s
   });
 }
 
-/** Builds a page's update records; a row that cannot make a valid record fails the partition, naming the row. */
-function pageRecords(partition: PartitionRow, rows: { id: number; product_version: number }[]) {
-  return rows.map((row) => {
-    let value: string;
-    try {
-      value = encodeUpdateRecord({
-        v: 1,
-        runId: partition.run_id,
-        partitionId: partition.id,
-        id: row.id,
-        productKey: partition.product_key,
-        fromVersion: row.product_version,
-        toVersion: partition.product_version,
-      });
-    } catch (error) {
-      const detail = error instanceof Error && 'issues' in error ? JSON.stringify((error as { issues: unknown }).issues) : String(error);
-      throw new Error(`row ${row.id} cannot become an update record: ${detail}`, { cause: error });
-    }
-    return { key: String(row.id), value };
-  });
+/**
+ * Builds a partition's update records page by page; a row that cannot make a valid record
+ * fails the partition, naming the row.
+ */
+function recordBuilder(partition: PartitionRow) {
+  let encode: ReturnType<typeof createRecordEncoder>;
+  try {
+    encode = createRecordEncoder({
+      runId: partition.run_id,
+      partitionId: partition.id,
+      productKey: partition.product_key,
+      toVersion: partition.product_version,
+    });
+  } catch (error) {
+    throw new Error(`partition ${partition.id} cannot produce update records: ${String(error)}`, { cause: error });
+  }
+  return (rows: { id: number; product_version: number }[]) =>
+    rows.map((row) => {
+      try {
+        return { key: String(row.id), value: encode({ id: row.id, fromVersion: row.product_version }) };
+      } catch (error) {
+        throw new Error(`row ${row.id} cannot become an update record: ${String(error)}`, { cause: error });
+      }
+    });
 }
 
 /** Processes the partition of a claimed task until it is done, paused, cancelled or released. */
@@ -169,6 +173,7 @@ export async function processPartition(
   // (min_id - 1 with the same created_date sorts immediately before (min_date, min_id)).
   let afterDate = partition.offset_date ?? partition.min_created_date;
   let afterId = partition.offset_id ?? partition.min_id - 1;
+  const pageRecords = recordBuilder(partition);
   while (!partition.completed) {
     if (control.lost) throw new FencedError(`task of partition ${partitionId} was taken over`);
     if (control.stopping) {
@@ -197,7 +202,7 @@ export async function processPartition(
       deps.pageSize,
     ]);
     if (page.rows.length === 0) break;
-    await deps.stream.send(deps.topicUpdates, pageRecords(partition, page.rows));
+    await deps.stream.send(deps.topicUpdates, pageRecords(page.rows));
     const last = page.rows[page.rows.length - 1]!;
     await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate: last.created_date, lastId: last.id, rows: page.rows.length });
     afterDate = last.created_date;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { latestPerRow } from '../../src/consumer/update-consumer.ts';
-import { decodeUpdateRecord, encodeUpdateRecord, type UpdateRecord } from '../../src/stream/update-record.ts';
+import { createRecordEncoder, decodeUpdateRecord, encodeUpdateRecord, type UpdateRecord } from '../../src/stream/update-record.ts';
 
 const record: UpdateRecord = { v: 1, runId: 1, partitionId: 2, id: 3, productKey: `it's "ünïcode"`, fromVersion: 1, toVersion: 2 };
 
@@ -43,6 +43,32 @@ describe('update record', () => {
 
   it('refuses to encode an invalid record', () => {
     expect(() => encodeUpdateRecord({ ...record, toVersion: 0 })).toThrow();
+  });
+
+  it('the per-partition encoder writes what encodeUpdateRecord writes', () => {
+    for (const productKey of ['gold', `it's "ünïcode" \\ \n`, 'x'.repeat(10_000), '😀\u2028']) {
+      const shared = { runId: 12, partitionId: 345, productKey, toVersion: 2_147_483_647 };
+      const encode = createRecordEncoder(shared);
+      for (const [id, fromVersion] of [
+        [1, 0],
+        [Number.MAX_SAFE_INTEGER, 2_147_483_646],
+        [987_654_321, 7],
+      ] as const) {
+        const { runId, partitionId, toVersion } = shared;
+        expect(encode({ id, fromVersion })).toBe(encodeUpdateRecord({ v: 1, runId, partitionId, id, productKey, fromVersion, toVersion }));
+      }
+    }
+  });
+
+  it('the per-partition encoder refuses what encodeUpdateRecord refuses', () => {
+    expect(() => createRecordEncoder({ runId: 1, partitionId: 2, productKey: '', toVersion: 2 })).toThrow(/productKey/);
+    expect(() => createRecordEncoder({ runId: 0, partitionId: 2, productKey: 'p', toVersion: 2 })).toThrow(/runId/);
+    const encode = createRecordEncoder({ runId: 1, partitionId: 2, productKey: 'p', toVersion: 2 });
+    expect(() => encode({ id: 0, fromVersion: 1 })).toThrow(/id must be/);
+    expect(() => encode({ id: 2 ** 53, fromVersion: 1 })).toThrow(/id must be/);
+    expect(() => encode({ id: 5, fromVersion: 2 })).toThrow(/toVersion must be above/);
+    expect(() => encode({ id: 5, fromVersion: -1 })).toThrow(/fromVersion/);
+    expect(() => encode({ id: 5, fromVersion: 1.5 })).toThrow(/fromVersion/);
   });
 
   it('keeps one record per row, the highest target', () => {
