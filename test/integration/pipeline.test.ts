@@ -5,6 +5,9 @@ import type { Service } from '../../src/service.ts';
 import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { kafkajsPatched } from '../../src/stream/kafka.ts';
+import { decodeUpdateRecord } from '../../src/stream/update-record.ts';
+import { readTopicWithJava } from '../support/java-reader.ts';
 import { readTopic } from '../support/topics.ts';
 
 describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
@@ -59,5 +62,18 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
     const sample = JSON.parse(records[0]!.value!);
     expect(sample).toMatchObject({ v: 1, runId: runId, fromVersion: 1, toVersion: 2 });
     expect(records[0]!.key).toBe(String(sample.id));
+
+    // Kafka's own Java client reads the same records (checking every batch's CRC), and finds
+    // each in the partition its own default partitioner picks for the key. The instances
+    // above produced them through the patched kafkajs encoder and partitioner.
+    expect(kafkajsPatched).toBe(true);
+    const fromJava = readTopicWithJava(env.config.kafkaBrokers, env.config.topicUpdates, records.length);
+    expect(fromJava).toHaveLength(records.length);
+    expect(new Set(fromJava.map((r) => r.key))).toEqual(ids);
+    for (const r of fromJava) {
+      expect(r.partition).toBe(r.javaPartition);
+      expect(r.headerCount).toBe(0);
+      expect(decodeUpdateRecord(r.key, r.value)).toMatchObject({ ok: true, record: { runId, toVersion: 2 } });
+    }
   });
 });
