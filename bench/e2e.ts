@@ -409,6 +409,13 @@ async function main(): Promise<number> {
   mkdirSync(RESULTS, { recursive: true });
   const db = await ctx.openDb();
   out(`tranche e2e benchmark: ${fmt(rows)} rows, ${products} products, partitions of ${fmt(partitionSize)}, pages of ${fmt(pageSize)}, instances ${instanceCounts.join(',')}`);
+  // The Postgres settings that move both the baselines and tranche the most (docs/benchmarks.md).
+  const { rows: pgSettings } = await db.pool.query<{ name: string; setting: string }>(
+    `SELECT name, current_setting(name) AS setting FROM pg_settings
+     WHERE name IN ('shared_buffers', 'max_wal_size', 'synchronous_commit', 'autovacuum') ORDER BY name`,
+  );
+  const postgresSettings = Object.fromEntries(pgSettings.map((r) => [r.name, r.setting]));
+  out(`postgres: ${pgSettings.map((r) => `${r.name} ${r.setting}`).join(', ')}`);
   if (Object.keys(extraEnv).length > 0 || args['serve-bin']) out(`instances run ${BIN} with ${JSON.stringify(extraEnv)}`);
   const stream = createStreamClient({ brokers: ctx.config.kafkaBrokers, clientId: 'tranche-bench-e2e' }, ctx.log);
   // Fresh topics: no backlog from an earlier, interrupted run.
@@ -512,7 +519,7 @@ async function main(): Promise<number> {
   const record = {
     at: new Date().toISOString(),
     label: args.label,
-    machine: { cores: (await import('node:os')).cpus().length, node: process.version },
+    machine: { cores: (await import('node:os')).cpus().length, node: process.version, postgres: postgresSettings },
     options: { rows, products, partitionSize, pageSize, instances: instanceCounts, env: extraEnv, bin: BIN },
     baselines,
     results,
