@@ -43,7 +43,6 @@ interface Valid {
   record: UpdateRecord;
 }
 
-/** Keeps one record per row id: the one with the highest target version (ties: the latest). */
 /**
  * A Postgres array literal of integers, built in one join: node-postgres would quote and
  * escape every element of a JS array (5 % of an instance's CPU in a profile). Only for
@@ -53,6 +52,7 @@ export function integerArray(values: number[]): string {
   return `{${values.join(',')}}`;
 }
 
+/** Keeps one record per row id: the one with the highest target version (ties: the latest). */
 export function latestPerRow(records: Valid[]): Valid[] {
   const byId = new Map<number, Valid>();
   for (const r of records) {

@@ -7,11 +7,11 @@
  */
 import { createRequire } from 'node:module';
 import type { Consumer, EachBatchPayload, Producer } from 'kafkajs';
+import type { Logger } from '../logger.ts';
 import { createFastPartitioner } from './kafkajs-patches.ts';
 
 /** Whether kafkajs runs with the hot-path patches of kafkajs-patches.ts (logged at start). */
 export { kafkajsPatched } from './kafkajs-patches.ts';
-import type { Logger } from '../logger.ts';
 
 // Loaded with require in the module body, not a static import: Node may run a CommonJS
 // module that an ES module imports before that module's other imports (here the patches,

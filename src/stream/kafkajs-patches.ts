@@ -73,28 +73,28 @@ const CRC_PATH = internal('protocol/recordBatch/crc32C/index.js');
 // ---------------------------------------------------------------------------------------------
 // murmur2 and the partitioner.
 
+/** Where string keys are written as UTF-8 to be hashed: no buffer per key. */
+const KEY_SCRATCH = Buffer.allocUnsafe(256);
+
 /**
  * Kafka's murmur2 (the Java client's `Utils.murmur2`) of a key's UTF-8 bytes, as a signed
  * 32-bit integer: the same value as kafkajs's BigInt-based version.
  */
 export function murmur2(key: Buffer | string): number {
-  let data: Buffer | string = key;
-  if (typeof key === 'string') {
-    for (let i = 0; i < key.length; i++) {
-      if (key.charCodeAt(i) > 0x7f) {
-        data = Buffer.from(key, 'utf8');
-        break;
-      }
-    }
-  }
-  const at = typeof data === 'string' ? (i: number) => (data as string).charCodeAt(i) : (i: number) => (data as Buffer)[i]!;
-  const length = data.length;
+  if (typeof key !== 'string') return murmur2Bytes(key, key.length);
+  const length = Buffer.byteLength(key, 'utf8');
+  if (length > KEY_SCRATCH.length) return murmur2Bytes(Buffer.from(key, 'utf8'), length);
+  KEY_SCRATCH.write(key, 0, length, 'utf8');
+  return murmur2Bytes(KEY_SCRATCH, length);
+}
+
+function murmur2Bytes(data: Uint8Array, length: number): number {
   const m = 0x5bd1e995;
   let h = 0x9747b28c ^ length;
   const length4 = length >>> 2;
   for (let i = 0; i < length4; i++) {
     const i4 = i * 4;
-    let k = (at(i4) & 0xff) | ((at(i4 + 1) & 0xff) << 8) | ((at(i4 + 2) & 0xff) << 16) | ((at(i4 + 3) & 0xff) << 24);
+    let k = data[i4]! | (data[i4 + 1]! << 8) | (data[i4 + 2]! << 16) | (data[i4 + 3]! << 24);
     k = Math.imul(k, m);
     k ^= k >>> 24;
     k = Math.imul(k, m);
@@ -102,10 +102,10 @@ export function murmur2(key: Buffer | string): number {
   }
   const tail = length & ~3;
   const rest = length & 3;
-  if (rest === 3) h ^= (at(tail + 2) & 0xff) << 16;
-  if (rest >= 2) h ^= (at(tail + 1) & 0xff) << 8;
+  if (rest === 3) h ^= data[tail + 2]! << 16;
+  if (rest >= 2) h ^= data[tail + 1]! << 8;
   if (rest >= 1) {
-    h ^= at(tail) & 0xff;
+    h ^= data[tail]!;
     h = Math.imul(h, m);
   }
   h ^= h >>> 13;
@@ -182,6 +182,14 @@ const isInt32 = (v: unknown): v is number => typeof v === 'number' && (v | 0) ==
 const isBytes = (v: unknown): v is Bytes => v === null || v === undefined || typeof v === 'string' || Buffer.isBuffer(v);
 const byteLength = (v: Bytes): number => (v === null || v === undefined ? -1 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
 
+/** A length (-1 for null) as a zigzag varint, then the bytes; returns the next offset. */
+function writeVarIntBytes(buf: Buffer, at: number, bytes: Bytes, length: number): number {
+  let next = writeUVarInt(buf, at, zigzag(length));
+  if (typeof bytes === 'string') next += buf.write(bytes, next, length, 'utf8');
+  else if (bytes) next += bytes.copy(buf, next);
+  return next;
+}
+
 class ExactEncoder implements EncoderLike {
   buf: Buffer;
   offset: number;
@@ -220,14 +228,8 @@ export function encodeRecordFast(input: RecordInput): EncoderLike | null {
   buf[at++] = 0;
   at = writeUVarInt(buf, at, zigzag(timestampDelta));
   at = writeUVarInt(buf, at, zigzag(offsetDelta));
-  for (const [bytes, length] of [
-    [key, keyLength],
-    [value, valueLength],
-  ] as const) {
-    at = writeUVarInt(buf, at, zigzag(length));
-    if (typeof bytes === 'string') at += buf.write(bytes, at, length, 'utf8');
-    else if (bytes) at += bytes.copy(buf, at);
-  }
+  at = writeVarIntBytes(buf, at, key, keyLength);
+  at = writeVarIntBytes(buf, at, value, valueLength);
   buf[at++] = 0; // zigzag(0): no headers
   if (at !== size) throw new Error(`kafkajs-patches: record encoded to ${at} bytes, expected ${size}`);
   return new ExactEncoder(buf, at);
@@ -306,55 +308,66 @@ function addToDecimal(base: string, delta: number): string {
 }
 
 /**
+ * The read position of {@link decodeRecordFast}: one object for the whole module (decoding is
+ * synchronous), so that decoding a record allocates nothing but its result.
+ */
+const reader: { buf: Buffer; at: number } = { buf: Buffer.alloc(0), at: 0 };
+
+/** An unsigned varint of at most 5 bytes whose value fits 32 bits; -1 when not. */
+function readUVarInt(): number {
+  const { buf } = reader;
+  let result = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (reader.at >= buf.length) return -1;
+    const byte = buf[reader.at++]!;
+    result += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return result <= 0xffffffff ? result : -1;
+  }
+  return -1;
+}
+
+/** The signed value of a zigzag-encoded varint. */
+const unzigzag = (u: number): number => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
+
+/** A zigzag length then that many bytes: the bytes, null for length -1, undefined when malformed. */
+function readVarIntBytes(): Buffer | null | undefined {
+  const raw = readUVarInt();
+  if (raw < 0) return undefined;
+  const length = unzigzag(raw);
+  if (length === -1) return null;
+  if (length < 0 || reader.at + length > reader.buf.length) return undefined;
+  const slice = reader.buf.subarray(reader.at, reader.at + length);
+  reader.at += length;
+  return slice;
+}
+
+/**
  * Decodes one record like kafkajs's `record/v0/decoder`, for records without headers whose
  * deltas fit 32 bits (every record this project writes); returns null, with the decoder
  * untouched, for anything else.
  */
 export function decodeRecordFast(decoder: DecoderLike, batchContext: BatchContext) {
-  const buf = decoder.buffer;
-  let at = decoder.offset;
-  const end = buf.length;
-  // An unsigned varint of at most 5 bytes whose value fits 32 bits; -1 when not.
-  const uvarint = (): number => {
-    let result = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (at >= end) return -1;
-      const byte = buf[at++]!;
-      result += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return result <= 0xffffffff ? result : -1;
-    }
-    return -1;
-  };
-  const signed = (u: number): number => (u % 2 === 0 ? u / 2 : -(u + 1) / 2);
-  if (at >= end) return null;
-  const attributes = buf.readInt8(at++);
-  const timestampRaw = uvarint();
-  const offsetRaw = uvarint();
+  reader.buf = decoder.buffer;
+  reader.at = decoder.offset;
+  if (reader.at >= reader.buf.length) return null;
+  const attributes = reader.buf.readInt8(reader.at++);
+  const timestampRaw = readUVarInt();
+  const offsetRaw = readUVarInt();
   if (timestampRaw < 0 || offsetRaw < 0) return null;
-  const bytes = (): Buffer | null | undefined => {
-    const raw = uvarint();
-    if (raw < 0) return undefined;
-    const length = signed(raw);
-    if (length === -1) return null;
-    if (length < 0 || at + length > end) return undefined;
-    const slice = buf.subarray(at, at + length);
-    at += length;
-    return slice;
-  };
-  const key = bytes();
-  const value = bytes();
+  const key = readVarIntBytes();
+  const value = readVarIntBytes();
   if (key === undefined || value === undefined) return null;
-  const headerCount = uvarint();
+  const headerCount = readUVarInt();
   // zigzag 0 (none) or 1 (-1: null array, which kafkajs also reads as none)
   if (headerCount !== 0 && headerCount !== 1) return null;
   const { firstOffset, firstTimestamp, magicByte, isControlBatch = false, timestampType, maxTimestamp } = batchContext;
-  decoder.offset = at;
+  decoder.offset = reader.at;
   return {
     magicByte,
     attributes,
     timestamp:
-      timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : addToDecimal(firstTimestamp, signed(timestampRaw)),
-    offset: addToDecimal(firstOffset, signed(offsetRaw)),
+      timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : addToDecimal(firstTimestamp, unzigzag(timestampRaw)),
+    offset: addToDecimal(firstOffset, unzigzag(offsetRaw)),
     key,
     value,
     headers: {},

@@ -35,7 +35,6 @@ export interface PartitionWorkerDeps {
   onPage?(event: { runId: number; partitionId: number; rows: number; lastId: number }): void;
 }
 
-
 interface PartitionRow {
   id: number;
   run_id: number;
