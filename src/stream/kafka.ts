@@ -41,11 +41,11 @@ export interface OutgoingMessage {
   headers?: Record<string, string>;
 }
 
+/** A fetched message as kafkajs decoded it: its bytes, not copies as strings. */
 export interface IncomingMessage {
-  offset: string;
-  key: string | null;
-  value: string | null;
-  headers: Record<string, string>;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
 }
 
 export interface IncomingBatch {
@@ -84,17 +84,6 @@ export interface StreamClient {
 
 export interface ConsumerHandle {
   stop(): Promise<void>;
-}
-
-/** A message's headers as strings (the first value of a repeated one), without the copies when there are none. */
-function headersOf(headers: Record<string, unknown> | undefined): Record<string, string> {
-  let out: Record<string, string> | undefined;
-  for (const k in headers) {
-    const v = headers[k];
-    out ??= {};
-    out[k] = Array.isArray(v) ? String(v[0] ?? '') : String(v ?? '');
-  }
-  return out ?? {};
 }
 
 function toKafkaLogger(log: Logger) {
@@ -190,12 +179,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
           await handle({
             topic: batch.topic,
             partition: batch.partition,
-            messages: batch.messages.map((m) => ({
-              offset: m.offset,
-              key: m.key ? m.key.toString('utf8') : null,
-              value: m.value ? m.value.toString('utf8') : null,
-              headers: headersOf(m.headers),
-            })),
+            messages: batch.messages,
             isRunning: payload.isRunning,
             isStale: payload.isStale,
             heartbeat: payload.heartbeat,

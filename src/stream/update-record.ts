@@ -111,3 +111,129 @@ export function decodeUpdateRecord(key: string | null, value: string | null): De
   if (key !== String(record.id)) return { ok: false, reason: 'key-mismatch: key must equal the row id', ...claimed() };
   return { ok: true, record };
 }
+
+/** The fields of a valid record that applying it needs, as {@link decodeUpdateRecordBytes} writes them. */
+export interface RecordFields {
+  runId: number;
+  partitionId: number;
+  id: number;
+  fromVersion: number;
+  toVersion: number;
+}
+
+/** A record {@link decodeUpdateRecordBytes} rejected: the reason, and the run and partition it claims. */
+export type Rejection = Extract<DecodeResult, { ok: false }>;
+
+const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
+const HEAD = ascii(`{"v":${UPDATE_RECORD_VERSION},"runId":`);
+const AT_PARTITION = ascii(',"partitionId":');
+const AT_ID = ascii(',"id":');
+const AT_KEY = ascii(',"productKey":"');
+const AT_FROM = ascii('","fromVersion":');
+const AT_TO = ascii(',"toVersion":');
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const CLOSE = 0x7d;
+
+/** Where a bytes-level parse stands: one object for the module (parsing is synchronous). */
+const cursor = { at: 0 };
+
+function literal(buf: Uint8Array, text: Uint8Array): boolean {
+  const { at } = cursor;
+  if (at + text.length > buf.length) return false;
+  for (let i = 0; i < text.length; i++) if (buf[at + i] !== text[i]) return false;
+  cursor.at = at + text.length;
+  return true;
+}
+
+/**
+ * A JSON integer as the encoder writes it: digits, no sign, no leading zero, at most 15
+ * digits (always a safe integer); -1 for anything else.
+ */
+function integer(buf: Uint8Array): number {
+  const start = cursor.at;
+  let at = start;
+  let n = 0;
+  while (at < buf.length) {
+    const d = buf[at]! - 0x30;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+    at++;
+  }
+  const digits = at - start;
+  if (digits === 0 || digits > 15 || (digits > 1 && buf[start] === 0x30)) return -1;
+  cursor.at = at;
+  return n;
+}
+
+/**
+ * Decodes and validates a record from its Kafka key and value bytes, with the verdict
+ * {@link decodeUpdateRecord} gives on their UTF-8 text. On success it writes the fields into
+ * `out` (so a consumer keeps numbers, not one object per record) and returns null; otherwise
+ * it returns the rejection.
+ *
+ * Records laid out exactly as the encoder writes them (fields in its order, plain integers,
+ * a product key without escapes) are checked on the bytes, without
+ * building strings or parsing JSON; anything else goes through {@link decodeUpdateRecord},
+ * so both give the same answer for every input (test/unit/update-record.test.ts compares them).
+ */
+export function decodeUpdateRecordBytes(key: Buffer | null, value: Buffer | null, out: RecordFields): Rejection | null {
+  if (key !== null && value !== null) {
+    cursor.at = 0;
+    if (literal(value, HEAD)) {
+      const runId = integer(value);
+      if (runId >= 1 && literal(value, AT_PARTITION)) {
+        const partitionId = integer(value);
+        if (partitionId >= 1 && literal(value, AT_ID)) {
+          const idStart = cursor.at;
+          const id = integer(value);
+          const idEnd = cursor.at;
+          if (id >= 1 && literal(value, AT_KEY)) {
+            const keyStart = cursor.at;
+            let at = keyStart;
+            while (at < value.length) {
+              const c = value[at]!;
+              if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+              at++;
+            }
+            // Bytes, not characters: UTF-8 never takes fewer bytes than UTF-16 takes code
+            // units (an invalid byte decodes to one U+FFFD), so a key within 10,000 bytes is
+            // within 10,000 characters; a longer one goes to the text decoder.
+            const keyLength = at - keyStart;
+            cursor.at = at;
+            if (keyLength >= 1 && keyLength <= 10_000 && value[at] === QUOTE && literal(value, AT_FROM)) {
+              const fromVersion = integer(value);
+              if (fromVersion >= 0 && fromVersion <= MAX_VERSION && literal(value, AT_TO)) {
+                const toVersion = integer(value);
+                if (
+                  toVersion > fromVersion &&
+                  toVersion <= MAX_VERSION &&
+                  cursor.at === value.length - 1 &&
+                  value[cursor.at] === CLOSE &&
+                  key.length === idEnd - idStart &&
+                  value.compare(key, 0, key.length, idStart, idEnd) === 0
+                ) {
+                  out.runId = runId;
+                  out.partitionId = partitionId;
+                  out.id = id;
+                  out.fromVersion = fromVersion;
+                  out.toVersion = toVersion;
+                  return null;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  const decoded = decodeUpdateRecord(key === null ? null : key.toString('utf8'), value === null ? null : value.toString('utf8'));
+  if (!decoded.ok) return decoded;
+  const { record } = decoded;
+  out.runId = record.runId;
+  out.partitionId = record.partitionId;
+  out.id = record.id;
+  out.fromVersion = record.fromVersion;
+  out.toVersion = record.toVersion;
+  return null;
+}

@@ -11,7 +11,7 @@ import { markRunFailedIfStuck } from '../runs/run-store.ts';
 import type { RunStatus } from '../schema.ts';
 import { loadSql } from '../sql.ts';
 import { createRecordEncoder } from '../stream/update-record.ts';
-import type { StreamClient } from '../stream/kafka.ts';
+import type { OutgoingMessage, StreamClient } from '../stream/kafka.ts';
 import type { TaskControlState } from '../tasks/executor.ts';
 import { type ClaimedTask, completeTask, releaseTask } from '../tasks/task-store.ts';
 
@@ -138,6 +138,33 @@ function recordBuilder(partition: PartitionRow) {
     });
 }
 
+/**
+ * The next keyset page of a partition as update records, with the cursor of its last row
+ * (null when the partition has no more): the query's rows are not kept while the records are
+ * sent (the garbage collector would copy them for as long as Kafka takes to acknowledge).
+ */
+async function nextPage(
+  db: Db,
+  partition: PartitionRow,
+  afterDate: string,
+  afterId: number,
+  pageSize: number,
+  pageRecords: ReturnType<typeof recordBuilder>,
+): Promise<{ messages: OutgoingMessage[]; rows: number; lastDate: string; lastId: number } | null> {
+  const { rows } = await db.pool.query<{ id: number; created_date: string; product_version: number }>(loadSql('next-page'), [
+    partition.product_key,
+    partition.product_version,
+    afterDate,
+    afterId,
+    partition.max_created_date,
+    partition.max_id,
+    pageSize,
+  ]);
+  const last = rows[rows.length - 1];
+  if (last === undefined) return null;
+  return { messages: pageRecords(rows), rows: rows.length, lastDate: last.created_date, lastId: last.id };
+}
+
 /** Processes the partition of a claimed task until it is done, paused, cancelled or released. */
 export async function processPartition(
   deps: PartitionWorkerDeps,
@@ -191,23 +218,15 @@ export async function processPartition(
       return 'cancelled';
     }
     if (deps.throttle && !(await deps.throttle(deps.pageSize, () => control.stopping || control.lost))) continue;
-    const page = await db.pool.query<{ id: number; created_date: string; product_version: number }>(loadSql('next-page'), [
-      partition.product_key,
-      partition.product_version,
-      afterDate,
-      afterId,
-      partition.max_created_date,
-      partition.max_id,
-      deps.pageSize,
-    ]);
-    if (page.rows.length === 0) break;
-    await deps.stream.send(deps.topicUpdates, pageRecords(page.rows));
-    const last = page.rows[page.rows.length - 1]!;
-    await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate: last.created_date, lastId: last.id, rows: page.rows.length });
-    afterDate = last.created_date;
-    afterId = last.id;
-    deps.onPage?.({ runId: partition.run_id, partitionId, rows: page.rows.length, lastId: last.id });
-    if (page.rows.length < deps.pageSize) break;
+    const page = await nextPage(db, partition, afterDate, afterId, deps.pageSize, pageRecords);
+    if (page === null) break;
+    const { rows, lastDate, lastId } = page;
+    await deps.stream.send(deps.topicUpdates, page.messages);
+    await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate, lastId, rows });
+    afterDate = lastDate;
+    afterId = lastId;
+    deps.onPage?.({ runId: partition.run_id, partitionId, rows, lastId });
+    if (rows < deps.pageSize) break;
   }
 
   await completePartition(db, task, instanceId, partitionId);

@@ -303,7 +303,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     const heapLimit = (instance: Instance) => Number(/"heapLimitMb":(\d+)/.exec(instance.log())?.[1]);
     const bounded = await startServe(env, 'heap-default');
     const ownArgs = readFileSync(`/proc/${bounded.child.pid}/cmdline`, 'utf8').split('\0');
-    expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=16', '--max-old-space-size=256']));
+    expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=16', '--max-old-space-size=256', '--heap-growing-percent=100']));
     expect(heapLimit(bounded)).toBeGreaterThan(0);
     expect(heapLimit(bounded)).toBeLessThanOrEqual(320);
     const chosen = await startServe(env, 'heap-chosen', { NODE_OPTIONS: '--max-old-space-size=700' });
