@@ -66,7 +66,7 @@ export function integerArray(column: ArrayLike<number>, indexes: readonly number
  * Keeps one record per row id, the one with the highest target version (ties: the latest in
  * the batch), and orders them by row id, so that one statement walks the primary key and the
  * table in order (7 % less Postgres CPU per row than Kafka's order, docs/benchmarks.md).
- * Takes and returns indexes into the columns.
+ * Takes indexes into the columns (and sorts that array in place); returns the kept ones.
  */
 export function latestPerRow(valid: number[], columns: Pick<RecordColumns, 'ids' | 'toVersions'>): number[] {
   const { ids, toVersions } = columns;

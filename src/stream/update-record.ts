@@ -60,6 +60,21 @@ export function encodeUpdateRecord(record: UpdateRecord): string {
 }
 
 /**
+ * The text between the values of a record as the encoder writes it (JSON.stringify's layout
+ * of {@link UpdateRecord}): shared by {@link createRecordEncoder} and the byte-level fast path
+ * of {@link decodeUpdateRecordBytes}, so the two cannot drift apart.
+ */
+const LAYOUT = {
+  runId: `{"v":${UPDATE_RECORD_VERSION},"runId":`,
+  partitionId: ',"partitionId":',
+  id: ',"id":',
+  productKey: ',"productKey":',
+  fromVersion: ',"fromVersion":',
+  toVersion: ',"toVersion":',
+  end: '}',
+} as const;
+
+/**
  * Encodes the records of one partition's pages, each exactly as {@link encodeUpdateRecord}
  * would (same JSON, same checks), with the fields shared by every row (run, partition,
  * product, target version) checked and serialized once instead of per row: the producer
@@ -68,9 +83,9 @@ export function encodeUpdateRecord(record: UpdateRecord): string {
 export function createRecordEncoder(shared: Pick<UpdateRecord, 'runId' | 'partitionId' | 'productKey' | 'toVersion'>) {
   const problem = recordProblem({ v: UPDATE_RECORD_VERSION, ...shared, id: 1, fromVersion: 0 });
   if (problem) throw new TypeError(`invalid update record: ${problem}`);
-  const head = `{"v":${UPDATE_RECORD_VERSION},"runId":${shared.runId},"partitionId":${shared.partitionId},"id":`;
-  const middle = `,"productKey":${JSON.stringify(shared.productKey)},"fromVersion":`;
-  const tail = `,"toVersion":${shared.toVersion}}`;
+  const head = `${LAYOUT.runId}${shared.runId}${LAYOUT.partitionId}${shared.partitionId}${LAYOUT.id}`;
+  const middle = `${LAYOUT.productKey}${JSON.stringify(shared.productKey)}${LAYOUT.fromVersion}`;
+  const tail = `${LAYOUT.toVersion}${shared.toVersion}${LAYOUT.end}`;
   return (row: { id: number; fromVersion: number }): string => {
     const { id, fromVersion } = row;
     if (!isPositiveId(id) || !isVersion(fromVersion) || fromVersion >= shared.toVersion) {
@@ -125,15 +140,15 @@ export interface RecordFields {
 export type Rejection = Extract<DecodeResult, { ok: false }>;
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
-const HEAD = ascii(`{"v":${UPDATE_RECORD_VERSION},"runId":`);
-const AT_PARTITION = ascii(',"partitionId":');
-const AT_ID = ascii(',"id":');
-const AT_KEY = ascii(',"productKey":"');
-const AT_FROM = ascii('","fromVersion":');
-const AT_TO = ascii(',"toVersion":');
+const AT_RUN = ascii(LAYOUT.runId);
+const AT_PARTITION = ascii(LAYOUT.partitionId);
+const AT_ID = ascii(LAYOUT.id);
+const AT_KEY = ascii(`${LAYOUT.productKey}"`);
+const AT_FROM = ascii(`"${LAYOUT.fromVersion}`);
+const AT_TO = ascii(LAYOUT.toVersion);
+const AT_END = ascii(LAYOUT.end);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const CLOSE = 0x7d;
 
 /** Where a bytes-level parse stands: one object for the module (parsing is synchronous). */
 const cursor = { at: 0 };
@@ -167,6 +182,49 @@ function integer(buf: Uint8Array): number {
 }
 
 /**
+ * The fast path of {@link decodeUpdateRecordBytes}: true, with `out` written, for a valid
+ * record laid out exactly as the encoder writes it; false for anything else (valid or not),
+ * which the caller then decodes as text.
+ */
+function decodeLaidOut(key: Buffer, value: Buffer, out: RecordFields): boolean {
+  cursor.at = 0;
+  if (!literal(value, AT_RUN)) return false;
+  const runId = integer(value);
+  if (runId < 1 || !literal(value, AT_PARTITION)) return false;
+  const partitionId = integer(value);
+  if (partitionId < 1 || !literal(value, AT_ID)) return false;
+  const idStart = cursor.at;
+  const id = integer(value);
+  const idEnd = cursor.at;
+  if (id < 1 || !literal(value, AT_KEY)) return false;
+  let at = cursor.at;
+  const keyStart = at;
+  while (at < value.length) {
+    const c = value[at]!;
+    if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+    at++;
+  }
+  // Bytes, not characters: UTF-8 never takes fewer bytes than UTF-16 takes code units (an
+  // invalid byte decodes to one U+FFFD), so a key within 10,000 bytes is within 10,000
+  // characters; a longer one goes to the text decoder.
+  const keyLength = at - keyStart;
+  cursor.at = at;
+  if (keyLength < 1 || keyLength > 10_000 || !literal(value, AT_FROM)) return false;
+  const fromVersion = integer(value);
+  if (fromVersion < 0 || fromVersion > MAX_VERSION || !literal(value, AT_TO)) return false;
+  const toVersion = integer(value);
+  if (toVersion <= fromVersion || toVersion > MAX_VERSION || !literal(value, AT_END) || cursor.at !== value.length) return false;
+  // The key must be the row id: the same digits.
+  if (key.length !== idEnd - idStart || value.compare(key, 0, key.length, idStart, idEnd) !== 0) return false;
+  out.runId = runId;
+  out.partitionId = partitionId;
+  out.id = id;
+  out.fromVersion = fromVersion;
+  out.toVersion = toVersion;
+  return true;
+}
+
+/**
  * Decodes and validates a record from its Kafka key and value bytes, with the verdict
  * {@link decodeUpdateRecord} gives on their UTF-8 text. On success it writes the fields into
  * `out` (so a consumer keeps numbers, not one object per record) and returns null; otherwise
@@ -178,55 +236,7 @@ function integer(buf: Uint8Array): number {
  * so both give the same answer for every input (test/unit/update-record.test.ts compares them).
  */
 export function decodeUpdateRecordBytes(key: Buffer | null, value: Buffer | null, out: RecordFields): Rejection | null {
-  if (key !== null && value !== null) {
-    cursor.at = 0;
-    if (literal(value, HEAD)) {
-      const runId = integer(value);
-      if (runId >= 1 && literal(value, AT_PARTITION)) {
-        const partitionId = integer(value);
-        if (partitionId >= 1 && literal(value, AT_ID)) {
-          const idStart = cursor.at;
-          const id = integer(value);
-          const idEnd = cursor.at;
-          if (id >= 1 && literal(value, AT_KEY)) {
-            const keyStart = cursor.at;
-            let at = keyStart;
-            while (at < value.length) {
-              const c = value[at]!;
-              if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
-              at++;
-            }
-            // Bytes, not characters: UTF-8 never takes fewer bytes than UTF-16 takes code
-            // units (an invalid byte decodes to one U+FFFD), so a key within 10,000 bytes is
-            // within 10,000 characters; a longer one goes to the text decoder.
-            const keyLength = at - keyStart;
-            cursor.at = at;
-            if (keyLength >= 1 && keyLength <= 10_000 && value[at] === QUOTE && literal(value, AT_FROM)) {
-              const fromVersion = integer(value);
-              if (fromVersion >= 0 && fromVersion <= MAX_VERSION && literal(value, AT_TO)) {
-                const toVersion = integer(value);
-                if (
-                  toVersion > fromVersion &&
-                  toVersion <= MAX_VERSION &&
-                  cursor.at === value.length - 1 &&
-                  value[cursor.at] === CLOSE &&
-                  key.length === idEnd - idStart &&
-                  value.compare(key, 0, key.length, idStart, idEnd) === 0
-                ) {
-                  out.runId = runId;
-                  out.partitionId = partitionId;
-                  out.id = id;
-                  out.fromVersion = fromVersion;
-                  out.toVersion = toVersion;
-                  return null;
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+  if (key !== null && value !== null && decodeLaidOut(key, value, out)) return null;
   const decoded = decodeUpdateRecord(key === null ? null : key.toString('utf8'), value === null ? null : value.toString('utf8'));
   if (!decoded.ok) return decoded;
   const { record } = decoded;

@@ -158,6 +158,8 @@ describe('update record from bytes', () => {
     ['a raw control character in the product key', raw('p\tq')],
     ['trailing whitespace', raw('p', ' ')],
     ['a leading zero', raw('p').replace('"id":3', '"id":03')],
+    ['a leading zero in the run id', raw('p').replace('"runId":1', '"runId":01')],
+    ['bytes after the record', raw('p', 'x')],
     ['a negative zero version', raw('p').replace('"fromVersion":1', '"fromVersion":-0')],
     ['an exponent', raw('p').replace('"toVersion":2', '"toVersion":2e0')],
   ])('gives the text decoder\'s verdict on %s', (_name, value) => {
