@@ -38,12 +38,6 @@ import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
 import { addSummaryRow } from './summary.ts';
 
-// kafkajs 2.2.4 arms timers with negative delays (harmless); as in bin/tranche.js.
-process.removeAllListeners('warning');
-process.on('warning', (w) => {
-  if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
-});
-
 const { values: args } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },

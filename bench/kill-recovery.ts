@@ -26,6 +26,8 @@ import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { addSummaryRow } from './summary.ts';
 
+// This benchmark's own topic reader loads kafkajs without the patches of src/stream, whose
+// request queues arm timers with negative delays (harmless; Node 23+ warns about them).
 process.removeAllListeners('warning');
 process.on('warning', (w) => {
   if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);

@@ -27,7 +27,6 @@ if (command === 'serve' && !heapFlagGiven && typeof process.execve === 'function
   process.execve(process.execPath, [process.execPath, ...HEAP_FLAGS, ...process.execArgv, ...process.argv.slice(1)], process.env);
 }
 
-(await import('../src/stream/kafka.ts')).silenceKafkajsTimerWarning();
 const { main } = await import('../src/cli/main.ts');
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

@@ -6,7 +6,7 @@
  * in flight, consumes with manual commits, and reads lag.
  */
 import { createRequire } from 'node:module';
-import type { Consumer, EachBatchPayload, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Producer } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createFastPartitioner } from './kafkajs-patches.ts';
 
@@ -17,18 +17,6 @@ export { kafkajsPatched } from './kafkajs-patches.ts';
 // module that an ES module imports before that module's other imports (here the patches,
 // which must first replace kafkajs hot paths in the module cache).
 const { Kafka, logLevel } = createRequire(import.meta.url)('kafkajs') as typeof import('kafkajs');
-
-/**
- * kafkajs 2.2.4 (unmaintained) arms timers with negative delays, which Node 23+ reports as a
- * TimeoutNegativeWarning on every start; it is harmless (Node uses 1 ms). Entry points call this
- * once to keep that one warning out of their output; every other warning still prints.
- */
-export function silenceKafkajsTimerWarning(): void {
-  process.removeAllListeners('warning');
-  process.on('warning', (warning) => {
-    if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`${warning.name}: ${warning.message}\n`);
-  });
-}
 
 export interface KafkaSettings {
   brokers: readonly string[];
@@ -59,7 +47,12 @@ export interface IncomingBatch {
 }
 
 export interface StreamClient {
-  ensureTopics(topics: { topic: string; partitions: number; replication: number }[]): Promise<void>;
+  /**
+   * Creates the missing topics, then waits until every topic has a leader for each of its
+   * partitions (at most `waitMs`, default 30 s), so that producing to them works at once. An
+   * existing topic keeps its partition count; a count other than the configured one is logged.
+   */
+  ensureTopics(topics: { topic: string; partitions: number; replication: number }[], waitMs?: number): Promise<void>;
   /** Sends and resolves once every message is acknowledged by all in-sync replicas. */
   send(topic: string, messages: OutgoingMessage[]): Promise<void>;
   /** Starts a consumer in `groupId`; `handle` runs per fetched batch; offsets are committed after it returns. */
@@ -84,6 +77,56 @@ export interface StreamClient {
 
 export interface ConsumerHandle {
   stop(): Promise<void>;
+}
+
+/** Partition metadata as a broker reports it: leader -1 while none is elected. */
+export interface TopicMetadata {
+  name: string;
+  partitions: { partitionId: number; leader: number }[];
+}
+
+/**
+ * Why the topics are not ready for use yet, one line per topic, or [] when each is in the
+ * metadata with every one of its partitions led.
+ */
+export function topicsNotReady(wanted: readonly string[], metadata: readonly TopicMetadata[]): string[] {
+  const byName = new Map(metadata.map((t) => [t.name, t.partitions]));
+  const reasons: string[] = [];
+  for (const topic of wanted) {
+    const partitions = byName.get(topic);
+    if (!partitions || partitions.length === 0) reasons.push(`${topic}: not in the metadata yet`);
+    else {
+      const leaderless = partitions.filter((p) => p.leader < 0).map((p) => p.partitionId);
+      if (leaderless.length > 0) reasons.push(`${topic}: no leader for partition ${leaderless.join(', ')}`);
+    }
+  }
+  return reasons;
+}
+
+/** Errors a broker gives for a topic it is still setting up. */
+const SETTLING = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/** Waits until the topics are ready (topicsNotReady), and returns their metadata. */
+async function waitForTopics(admin: Admin, wanted: readonly string[], waitMs: number): Promise<TopicMetadata[]> {
+  const deadline = Date.now() + waitMs;
+  let delay = 50;
+  for (;;) {
+    let reasons: string[];
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [...wanted] });
+      reasons = topicsNotReady(wanted, topics);
+      if (reasons.length === 0) return topics;
+    } catch (error) {
+      const type = (error as { type?: unknown }).type;
+      if (typeof type !== 'string' || !SETTLING.has(type)) throw error;
+      reasons = [(error as Error).message];
+    }
+    if (Date.now() + delay > deadline) {
+      throw new Error(`Kafka topics not ready after ${(waitMs / 1000).toFixed(1)} s: ${reasons.join('; ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 1000);
+  }
 }
 
 function toKafkaLogger(log: Logger) {
@@ -128,21 +171,34 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
   };
 
   return {
-    async ensureTopics(topics) {
+    async ensureTopics(topics, waitMs = 30_000) {
       const admin = kafka.admin();
       await admin.connect();
       try {
         const existing = new Set(await admin.listTopics());
         const missing = topics.filter((t) => !existing.has(t.topic));
         if (missing.length > 0) {
-          await admin.createTopics({
-            waitForLeaders: true,
-            topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: t.replication })),
-          });
+          try {
+            // Not kafkajs's waitForLeaders: it retries only "leader not available", while a
+            // KRaft broker may first answer that it does not know the new topic at all.
+            await admin.createTopics({
+              waitForLeaders: false,
+              topics: missing.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: t.replication })),
+            });
+          } catch (error) {
+            // Two instances creating the same topic at once: the loser sees "already exists".
+            if (!(error instanceof Error && /already exists/i.test(error.message))) throw error;
+          }
         }
-      } catch (error) {
-        // Two instances creating the same topic at once: the loser sees "already exists".
-        if (!(error instanceof Error && /already exists/i.test(error.message))) throw error;
+        const ready = await waitForTopics(admin, topics.map((t) => t.topic), waitMs);
+        for (const { topic, partitions } of topics) {
+          const actual = ready.find((t) => t.name === topic)?.partitions.length;
+          if (actual !== undefined && actual !== partitions) {
+            // Kafka never shrinks a topic, and growing one moves keys between partitions: the
+            // operator decides. Correctness does not depend on the count.
+            log.warn({ topic, partitions: actual, configured: partitions }, `kafka: topic ${topic} has ${actual} partitions, configured ${partitions}; using it as it is`);
+          }
+        }
       } finally {
         await admin.disconnect();
       }

@@ -21,6 +21,13 @@
  *    checksum eight bytes at a time.
  * 5. Decoding a fetched record builds four BigInt-backed Longs to add two deltas: replaced,
  *    for records without headers, by plain arithmetic (BigInt only past 2^53).
+ * 6. Every broker connection's request queue re-arms a timer after each check of its pending
+ *    requests, even with nothing pending and no throttling, at a negative delay (Node runs it
+ *    after 1 ms and, from Node 23, prints a TimeoutNegativeWarning): a 1 ms loop per
+ *    connection for the life of the process (kafkajs issues #1704 and #1751). An idle process
+ *    with a producer and an admin client connected used about 36 ms of CPU per second on it.
+ *    Replaced by the same method without that case; with requests pending, or a broker
+ *    throttling, it arms the same timer as before.
  *
  * Installing works by placing the replacements in Node's module cache before kafkajs loads
  * the files that use them; if kafkajs was loaded earlier in the process (or is another
@@ -69,6 +76,7 @@ const GROUP_PATH = internal('producer/groupMessagesPerPartition.js');
 const RECORD_PATH = internal('protocol/recordBatch/record/v0/index.js');
 const RECORD_DECODER_PATH = internal('protocol/recordBatch/record/v0/decoder.js');
 const CRC_PATH = internal('protocol/recordBatch/crc32C/index.js');
+const REQUEST_QUEUE_PATH = internal('network/requestQueue/index.js');
 
 // ---------------------------------------------------------------------------------------------
 // murmur2 and the partitioner.
@@ -443,6 +451,36 @@ export function decodeRecordFast(decoder: DecoderLike, batchContext: BatchContex
 }
 
 // ---------------------------------------------------------------------------------------------
+// 6. The request queue's timer.
+
+/** The fields of kafkajs's RequestQueue that its scheduling method reads and writes. */
+export interface RequestQueueLike {
+  throttledUntil: number;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  pending: unknown[];
+  checkPendingRequests(): void;
+}
+
+/** kafkajs's CHECK_PENDING_REQUESTS_INTERVAL (not exported by kafkajs). */
+const CHECK_PENDING_REQUESTS_INTERVAL = 10;
+
+/**
+ * RequestQueue.prototype.scheduleCheckPendingRequests without the timer armed when nothing is
+ * pending and no throttle is in force: nothing would be there to check, and the next request
+ * pushed either goes out at once or calls this again.
+ */
+export function scheduleCheckPendingRequests(this: RequestQueueLike): void {
+  if (this.throttleCheckTimeoutId) return;
+  let scheduleAt = this.throttledUntil - Date.now();
+  if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : CHECK_PENDING_REQUESTS_INTERVAL;
+  else if (scheduleAt <= 0) return;
+  this.throttleCheckTimeoutId = setTimeout(() => {
+    this.throttleCheckTimeoutId = null;
+    this.checkPendingRequests();
+  }, scheduleAt);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Installing.
 
 /** The unpatched kafkajs functions, when installed (for tests comparing both). */
@@ -451,6 +489,7 @@ export const originals: {
   encodeRecord?: (input: RecordInput) => EncoderLike;
   decodeRecord?: (decoder: DecoderLike, batchContext: BatchContext) => unknown;
   crc32c?: (buffer: Buffer) => number;
+  scheduleCheckPendingRequests?: (this: RequestQueueLike) => void;
 } = {};
 
 function install(): boolean {
@@ -474,6 +513,10 @@ function install(): boolean {
   decoderModule.exports = (decoder: DecoderLike, batchContext: BatchContext) =>
     decodeRecordFast(decoder, batchContext) ?? decodeRecord(decoder, batchContext);
   crcModule.exports = crc32c;
+  // A method on the class's prototype: every queue, created before or after, uses it.
+  const RequestQueue = require(REQUEST_QUEUE_PATH) as { prototype: { scheduleCheckPendingRequests(this: RequestQueueLike): void } };
+  originals.scheduleCheckPendingRequests = RequestQueue.prototype.scheduleCheckPendingRequests;
+  RequestQueue.prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
   return true;
 }
 

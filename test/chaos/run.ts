@@ -10,11 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import { wholeFlag } from '../../src/cli/parse.ts';
-import { silenceKafkajsTimerWarning } from '../../src/stream/kafka.ts';
-
 import { ALL_FAULTS, type FaultKind, runChaos } from './chaos.ts';
-
-silenceKafkajsTimerWarning();
 
 const USAGE = `usage: npm run chaos -- [options]
   --rows N            eligible rows (default 1,000,000)

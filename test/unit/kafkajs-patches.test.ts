@@ -12,6 +12,8 @@ import {
   murmur2,
   originals,
   PATCHED_KAFKAJS_VERSION,
+  type RequestQueueLike,
+  scheduleCheckPendingRequests,
 } from '../../src/stream/kafkajs-patches.ts';
 
 const require = createRequire(import.meta.url);
@@ -29,6 +31,9 @@ const originalDecode = (originals.decodeRecord ?? require(join(root, 'protocol/r
   context: object,
 ) => unknown;
 const originalCrc = (originals.crc32c ?? require(join(root, 'protocol/recordBatch/crc32C/index.js'))) as (b: Buffer) => number;
+const originalSchedule = (originals.scheduleCheckPendingRequests ??
+  (require(join(root, 'network/requestQueue/index.js')) as { prototype: { scheduleCheckPendingRequests(this: RequestQueueLike): void } })
+    .prototype.scheduleCheckPendingRequests) as (this: RequestQueueLike) => void;
 const Decoder = require(join(root, 'protocol/decoder.js')) as new (buffer: Buffer) => { buffer: Buffer; offset: number; readVarIntBytes(): Buffer };
 const originalMurmur2 = require(join(root, 'producer/partitioners/default/murmur2.js')) as (key: Buffer | string) => number;
 const { Partitioners } = require('kafkajs') as { Partitioners: { DefaultPartitioner: () => (a: object) => number } };
@@ -168,6 +173,48 @@ describe('kafkajs patches', () => {
     expect(encodeRecordFast({ key: '1', value: 'v', headers: {} })).not.toBeNull();
   });
 
+  it('arm the request queue timer as kafkajs does, except with nothing pending and no throttle', () => {
+    const timers: NodeJS.Timeout[] = [];
+    // The delay a queue's timer was armed with, or null when none was (Node keeps it as _idleTimeout).
+    const armed = (schedule: (this: RequestQueueLike) => void, state: { throttledFor: number; pending: number; armed?: boolean }) => {
+      const existing = state.armed ? setTimeout(() => {}, 60_000) : null;
+      if (existing) timers.push(existing);
+      const queue: RequestQueueLike = {
+        throttledUntil: state.throttledFor === 0 ? -1 : Date.now() + state.throttledFor,
+        throttleCheckTimeoutId: existing,
+        pending: Array.from({ length: state.pending }, () => ({})),
+        checkPendingRequests: () => {},
+      };
+      schedule.call(queue);
+      const timer = queue.throttleCheckTimeoutId;
+      if (timer === null || timer === existing) return timer === null ? null : 'kept';
+      timers.push(timer);
+      return (timer as unknown as { _idleTimeout: number })._idleTimeout;
+    };
+    const near = (delay: number | string | null, expected: number) => typeof delay === 'number' && Math.abs(delay - expected) <= 50;
+    try {
+      // The case replaced: kafkajs arms a 1 ms timer (asked for a negative delay), the patch none.
+      expect(armed(originalSchedule, { throttledFor: 0, pending: 0 })).toBe(1);
+      expect(armed(scheduleCheckPendingRequests, { throttledFor: 0, pending: 0 })).toBeNull();
+      // Every other case: the same timer.
+      for (const state of [
+        { throttledFor: 0, pending: 2 },
+        { throttledFor: 400, pending: 0 },
+        { throttledFor: 400, pending: 3 },
+      ]) {
+        const kafkajs = armed(originalSchedule, state);
+        const patched = armed(scheduleCheckPendingRequests, state);
+        const expected = state.throttledFor || 10;
+        expect(near(kafkajs, expected), `kafkajs ${JSON.stringify(state)}: ${kafkajs}`).toBe(true);
+        expect(near(patched, expected), `patch ${JSON.stringify(state)}: ${patched}`).toBe(true);
+      }
+      expect(armed(originalSchedule, { throttledFor: 400, pending: 1, armed: true })).toBe('kept');
+      expect(armed(scheduleCheckPendingRequests, { throttledFor: 400, pending: 1, armed: true })).toBe('kept');
+    } finally {
+      for (const timer of timers) clearTimeout(timer);
+    }
+  });
+
   it('install in a process that imports the Kafka module, and not when kafkajs came first', () => {
     const check = (first: string) =>
       execFileSync(
@@ -180,12 +227,17 @@ describe('kafkajs patches', () => {
            const { createRequire } = await import('node:module');
            const require = createRequire(${JSON.stringify(import.meta.url)});
            const group = require(${JSON.stringify(join(root, 'producer/groupMessagesPerPartition.js'))});
-           console.log(JSON.stringify({ patched: p.kafkajsPatched, same: group === p.groupMessagesPerPartition }));`,
+           const queue = require(${JSON.stringify(join(root, 'network/requestQueue/index.js'))});
+           console.log(JSON.stringify({
+             patched: p.kafkajsPatched,
+             same: group === p.groupMessagesPerPartition,
+             queue: queue.prototype.scheduleCheckPendingRequests === p.scheduleCheckPendingRequests,
+           }));`,
         ],
         { encoding: 'utf8' },
       ).trim();
     const kafkaModule = JSON.stringify(join(import.meta.dirname, '../../src/stream/kafka.ts'));
-    expect(JSON.parse(check(`await import(${kafkaModule});`))).toEqual({ patched: true, same: true });
-    expect(JSON.parse(check(`await import('kafkajs');`))).toEqual({ patched: false, same: false });
+    expect(JSON.parse(check(`await import(${kafkaModule});`))).toEqual({ patched: true, same: true, queue: true });
+    expect(JSON.parse(check(`await import('kafkajs');`))).toEqual({ patched: false, same: false, queue: false });
   });
 });
