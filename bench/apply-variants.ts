@@ -6,13 +6,14 @@
  *
  *   node bench/apply-variants.ts [--batch 3000] [--rounds 15]
  */
-import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { wholeFlag } from '../src/cli/parse.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({ options: { batch: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '15' } } });
-const batch = Number(args.batch);
-const rounds = Number(args.rounds);
+const args = benchArgs(import.meta.url, { batch: { type: 'string', default: '3000' }, rounds: { type: 'string', default: '15' } });
+const batch = wholeFlag('batch', args.batch, 1);
+const rounds = wholeFlag('rounds', args.rounds, 1);
 const current = readFileSync(new URL('../sql/apply-updates.sql', import.meta.url), 'utf8');
 
 const variants: Record<string, string> = {

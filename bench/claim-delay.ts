@@ -15,7 +15,6 @@
  * It works in its own schema and Redis prefix and drops them at the end.
  */
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.ts';
 import { createCoordination } from '../src/coordination/redis.ts';
 import { createDb } from '../src/db.ts';
@@ -23,17 +22,17 @@ import { silentLogger } from '../src/logger.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 import { TaskExecutor } from '../src/tasks/executor.ts';
 import { completeTask, scheduleTasks } from '../src/tasks/task-store.ts';
+import { wholeFlag } from '../src/cli/parse.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    'wake-samples': { type: 'string', default: '300' },
-    'poll-samples': { type: 'string', default: '20' },
-    'poll-interval': { type: 'string', default: '2000' },
-  },
+const args = benchArgs(import.meta.url, {
+  'wake-samples': { type: 'string', default: '300' },
+  'poll-samples': { type: 'string', default: '20' },
+  'poll-interval': { type: 'string', default: '2000' },
 });
-const wakeSamples = Number(args['wake-samples']);
-const pollSamples = Number(args['poll-samples']);
-const pollIntervalMs = Number(args['poll-interval']);
+const wakeSamples = wholeFlag('wake-samples', args['wake-samples'], 1);
+const pollSamples = wholeFlag('poll-samples', args['poll-samples'], 0);
+const pollIntervalMs = wholeFlag('poll-interval', args['poll-interval'], 1);
 
 const id = randomBytes(4).toString('hex');
 const config = loadConfig({ ...process.env, DB_SCHEMA: `bench_claim_${id}`, REDIS_PREFIX: `bench-claim-${id}`, LOG_LEVEL: 'silent' });

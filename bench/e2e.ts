@@ -26,7 +26,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { createContext } from '../src/cli/context.ts';
 import type { Db } from '../src/db.ts';
@@ -37,23 +36,22 @@ import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
 import { addSummaryRow } from './summary.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '1000000' },
-    instances: { type: 'string', default: '1,2,3' },
-    products: { type: 'string', default: '20' },
-    'partition-size': { type: 'string', default: '20000' },
-    'page-size': { type: 'string', default: '1000' },
-    'memory-rows': { type: 'string', default: '100000' },
-    reuse: { type: 'boolean', default: false },
-    'skip-baselines': { type: 'boolean', default: false },
-    'serve-bin': { type: 'string' },
-    profile: { type: 'boolean', default: false },
-    env: { type: 'string', multiple: true, default: [] },
-    label: { type: 'string', default: '' },
-    timeout: { type: 'string', default: '900' },
-  },
+const args = benchArgs(import.meta.url, {
+  rows: { type: 'string', default: '1000000' },
+  instances: { type: 'string', default: '1,2,3' },
+  products: { type: 'string', default: '20' },
+  'partition-size': { type: 'string', default: '20000' },
+  'page-size': { type: 'string', default: '1000' },
+  'memory-rows': { type: 'string', default: '100000' },
+  reuse: { type: 'boolean', default: false },
+  'skip-baselines': { type: 'boolean', default: false },
+  'serve-bin': { type: 'string' },
+  profile: { type: 'boolean', default: false },
+  env: { type: 'string', multiple: true, default: [] },
+  label: { type: 'string', default: '' },
+  timeout: { type: 'string', default: '900' },
 });
 
 const rows = wholeFlag('rows', args.rows, 1);

@@ -6,13 +6,14 @@
  *
  *   node bench/identify.ts [--rows 2000000] [--products 50] [--changed 20]
  *                          [--partition-size 10000] [--repeat 5] [--schema tranche_bench]
- *                          [--reuse] [--explain]
+ *                          [--reuse] [--explain] [--sample-percent P]
  *
  * It works in its own schema (default `tranche_bench`), never touching other data. `--reuse`
  * keeps a data set of the same shape from an earlier run (seeding 10M rows takes minutes).
+ * `--sample-percent` sets the share of rows sampled for the boundaries (default: the service's
+ * choice for the partition size).
  * Speed never fails anything: this prints figures, see docs/identification.md.
  */
-import { parseArgs } from 'node:util';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { loadConfig } from '../src/config.ts';
 import { createDb, type Db } from '../src/db.ts';
@@ -23,19 +24,18 @@ import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
 import { loadSql } from '../src/sql.ts';
 import { addSummaryRow } from './summary.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    rows: { type: 'string', default: '2000000' },
-    products: { type: 'string', default: '50' },
-    changed: { type: 'string', default: '20' },
-    'partition-size': { type: 'string', default: '10000' },
-    repeat: { type: 'string', default: '5' },
-    schema: { type: 'string', default: 'tranche_bench' },
-    reuse: { type: 'boolean', default: false },
-    explain: { type: 'boolean', default: false },
-    'sample-percent': { type: 'string' },
-  },
+const args = benchArgs(import.meta.url, {
+  rows: { type: 'string', default: '2000000' },
+  products: { type: 'string', default: '50' },
+  changed: { type: 'string', default: '20' },
+  'partition-size': { type: 'string', default: '10000' },
+  repeat: { type: 'string', default: '5' },
+  schema: { type: 'string', default: 'tranche_bench' },
+  reuse: { type: 'boolean', default: false },
+  explain: { type: 'boolean', default: false },
+  'sample-percent': { type: 'string' },
 });
 
 const rows = wholeFlag('rows', args.rows, 1);

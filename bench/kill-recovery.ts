@@ -13,8 +13,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
+import { wholeFlag } from '../src/cli/parse.ts';
 import { loadConfig } from '../src/config.ts';
 import { createCoordination } from '../src/coordination/redis.ts';
 import { createDb } from '../src/db.ts';
@@ -24,6 +24,7 @@ import { migrateToLatest } from '../src/migrate.ts';
 import { seed } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
+import { benchArgs } from './args.ts';
 import { addSummaryRow } from './summary.ts';
 
 // This benchmark's own topic reader loads kafkajs without the patches of src/stream, whose
@@ -33,8 +34,8 @@ process.on('warning', (w) => {
   if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
 });
 
-const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '1' } } });
-const kills = Number(args.kills);
+const args = benchArgs(import.meta.url, { kills: { type: 'string', default: '1' } });
+const kills = wholeFlag('kills', args.kills, 1);
 const BIN = fileURLToPath(new URL('../bin/tranche.js', import.meta.url));
 const PAGE_SIZE = 1000; // the default
 const id = randomBytes(4).toString('hex');

@@ -5,11 +5,12 @@
  *
  *   node bench/record-codec.ts [--records 300000]
  */
-import { parseArgs } from 'node:util';
 import { decodeUpdateRecord, encodeUpdateRecord } from '../src/stream/update-record.ts';
+import { wholeFlag } from '../src/cli/parse.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({ options: { records: { type: 'string', default: '300000' } } });
-const n = Number(args.records);
+const args = benchArgs(import.meta.url, { records: { type: 'string', default: '300000' } });
+const n = wholeFlag('records', args.records, 1);
 const rec = (i: number) => ({ v: 1 as const, runId: 7, partitionId: 1 + (i % 50), id: 1 + i, productKey: 'product-007', fromVersion: 1, toVersion: 2 });
 
 function time(name: string, fn: () => void): void {

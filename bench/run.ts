@@ -2,7 +2,9 @@
  * `npm run bench`: the benchmark suite, one after the other, with defaults that finish in
  * about ten minutes on 2 cores, then one table of the headline figures, each beside the
  * baseline measured in the same run. Each benchmark also prints its own detailed table.
- * Nothing here fails on speed. Pass --quick for a smaller smoke run.
+ * Nothing here fails on speed.
+ *
+ *   node bench/run.ts [--quick]      (--quick: smaller sizes, a smoke run)
  *
  *   identification   bench/identify.ts      boundaries vs one index-only count of the same rows
  *   one-time tasks   bench/tasks.ts         claim-and-complete and schedule-to-claim vs
@@ -14,9 +16,10 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './args.ts';
 import { renderSummary } from './summary.ts';
 
-const quick = process.argv.includes('--quick');
+const { quick } = benchArgs(import.meta.url, { quick: { type: 'boolean', default: false } });
 const dir = fileURLToPath(new URL('./', import.meta.url));
 
 const suite: { name: string; file: string; args: string[] }[] = [

@@ -22,10 +22,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { loadConfig, processEnv } from '../src/config.ts';
 import { addSummaryRow } from './summary.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const SYSTEMS: Record<string, { label: string; command: string[] }> = {
@@ -36,15 +36,13 @@ const SYSTEMS: Record<string, { label: string; command: string[] }> = {
   'pg-boss-burst': { label: 'pg-boss, burst', command: [process.execPath, `${ROOT}bench/queues/pg-boss.ts`, '--burst', 'true'] },
 };
 
-const { values: args } = parseArgs({
-  options: {
-    tasks: { type: 'string', default: '10000' },
-    instances: { type: 'string', default: '1,4' },
-    concurrency: { type: 'string', default: '10' },
-    'poll-interval-ms': { type: 'string', default: '2000' },
-    'delay-samples': { type: 'string', default: '10' },
-    systems: { type: 'string', default: Object.keys(SYSTEMS).join(',') },
-  },
+const args = benchArgs(import.meta.url, {
+  tasks: { type: 'string', default: '10000' },
+  instances: { type: 'string', default: '1,4' },
+  concurrency: { type: 'string', default: '10' },
+  'poll-interval-ms': { type: 'string', default: '2000' },
+  'delay-samples': { type: 'string', default: '10' },
+  systems: { type: 'string', default: Object.keys(SYSTEMS).join(',') },
 });
 const tasks = wholeFlag('tasks', args.tasks, 1);
 const concurrency = wholeFlag('concurrency', args.concurrency, 1);
