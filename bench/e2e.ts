@@ -12,6 +12,12 @@
  *                     [--partition-size 20000] [--page-size 1000] [--memory-rows 100000]
  *                     [--reuse] [--skip-baselines] [--serve-bin PATH] [--env KEY=VALUE]...
  *                     [--label NAME] [--timeout 900] [--profile]
+ *                     [--layout shuffled|chronological]
+ *
+ * `--layout` (src/seed.ts): `shuffled` (default, and the data set of every figure recorded
+ * before this option existed) draws each row's created_date independently of its id and place in the table,
+ * so a partition's rows lie all over it: the worst case for updates by id. `chronological`
+ * inserts rows in created_date order, as a table filled over time holds them.
  *
  * Every row is eligible (every product has a new version). Between measurements every
  * subscription goes back to version 1 and the table is rewritten (VACUUM FULL), so each figure starts from
@@ -46,6 +52,7 @@ const args = benchArgs(import.meta.url, {
   'page-size': { type: 'string', default: '1000' },
   'memory-rows': { type: 'string', default: '100000' },
   reuse: { type: 'boolean', default: false },
+  layout: { type: 'string', default: 'shuffled' },
   'skip-baselines': { type: 'boolean', default: false },
   'serve-bin': { type: 'string' },
   profile: { type: 'boolean', default: false },
@@ -60,6 +67,11 @@ const partitionSize = wholeFlag('partition-size', args['partition-size'], 1);
 const pageSize = wholeFlag('page-size', args['page-size'], 1);
 const memoryRows = wholeFlag('memory-rows', args['memory-rows'], 0);
 const timeoutS = wholeFlag('timeout', args.timeout, 1);
+if (args.layout !== 'shuffled' && args.layout !== 'chronological') {
+  console.error(`--layout must be shuffled or chronological (got "${args.layout}")`);
+  process.exit(2);
+}
+const layout: 'shuffled' | 'chronological' = args.layout;
 const instanceCounts = String(args.instances)
   .split(',')
   .map((s) => wholeFlag('instances', s.trim(), 1));
@@ -195,17 +207,20 @@ async function eligible(db: Db): Promise<number> {
 
 async function dataSet(db: Db, n: number, reuse: boolean): Promise<void> {
   if (reuse) {
-    const { rows: r } = await db.pool.query<{ n: number; p: number }>(
-      'SELECT (SELECT count(*) FROM subscriptions)::bigint AS n, (SELECT count(*) FROM products)::bigint AS p',
+    // A chronological data set has no row whose created_date is earlier than the row before it by id.
+    const { rows: r } = await db.pool.query<{ n: number; p: number; back: number }>(
+      `SELECT (SELECT count(*) FROM subscriptions)::bigint AS n, (SELECT count(*) FROM products)::bigint AS p,
+              (SELECT count(*) FILTER (WHERE back) FROM (SELECT created_date < lag(created_date) OVER (ORDER BY id) AS back FROM subscriptions) t)::bigint AS back`,
     );
-    if (r[0]?.n === n && r[0]?.p === products) {
-      out(`reusing ${fmt(n)} subscriptions over ${products} products in schema ${env.DB_SCHEMA}`);
+    const found = r[0]?.back === 0 ? 'chronological' : 'shuffled';
+    if (r[0]?.n === n && r[0]?.p === products && found === layout) {
+      out(`reusing ${fmt(n)} subscriptions over ${products} products (${layout}) in schema ${env.DB_SCHEMA}`);
       return;
     }
   }
   const t = performance.now();
-  await seed(db, { subscriptions: n, products, changed: products, reset: true, deferIndexes: n >= 200_000 });
-  out(`seeded ${fmt(n)} subscriptions over ${products} products in ${((performance.now() - t) / 1000).toFixed(1)} s (all eligible)`);
+  await seed(db, { subscriptions: n, products, changed: products, reset: true, deferIndexes: n >= 200_000, layout });
+  out(`seeded ${fmt(n)} subscriptions over ${products} products, ${layout}, in ${((performance.now() - t) / 1000).toFixed(1)} s (all eligible)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,7 +415,7 @@ async function pipeline(db: Db, n: number, expectedRows: number): Promise<Pipeli
 async function main(): Promise<number> {
   mkdirSync(RESULTS, { recursive: true });
   const db = await ctx.openDb();
-  out(`tranche e2e benchmark: ${fmt(rows)} rows, ${products} products, partitions of ${fmt(partitionSize)}, pages of ${fmt(pageSize)}, instances ${instanceCounts.join(',')}`);
+  out(`tranche e2e benchmark: ${fmt(rows)} rows (${layout}), ${products} products, partitions of ${fmt(partitionSize)}, pages of ${fmt(pageSize)}, instances ${instanceCounts.join(',')}`);
   // The Postgres settings that move both the baselines and tranche the most (docs/benchmarks.md).
   const { rows: pgSettings } = await db.pool.query<{ name: string; setting: string }>(
     `SELECT name, current_setting(name) AS setting FROM pg_settings
@@ -481,7 +496,7 @@ async function main(): Promise<number> {
     if (big) out(`  ${fmt(rows).padStart(11)} rows  ${big.peakRssMb[0]?.toFixed(0)} MB`);
   }
 
-  const section = `end to end, ${fmt(rows)} rows`;
+  const section = `end to end, ${fmt(rows)} rows${layout === 'chronological' ? ' (chronological)' : ''}`;
   if (b !== undefined && a !== undefined) {
     addSummaryRow({ section, what: baselines[1]!.name, figure: `${fmt(b)} rows/s`, baseline: `(a) bulk UPDATE ${fmt(a)} rows/s`, ratio: ratio(b, a) });
   }
@@ -512,7 +527,7 @@ async function main(): Promise<number> {
     at: new Date().toISOString(),
     label: args.label,
     machine: { cores: (await import('node:os')).cpus().length, node: process.version, postgres: postgresSettings },
-    options: { rows, products, partitionSize, pageSize, instances: instanceCounts, env: extraEnv, bin: BIN },
+    options: { rows, layout, products, partitionSize, pageSize, instances: instanceCounts, env: extraEnv, bin: BIN },
     baselines,
     results,
     memory: memory ? { rows: memoryRows, peakRssMb: memory.peakRssMb } : null,

@@ -29,6 +29,13 @@ export interface SeedOptions {
    * runs after the commit, so a failure in between leaves the table without them.
    */
   deferIndexes?: boolean;
+  /**
+   * Where rows lie. `shuffled` (default): `created_date` is drawn independently of the row's
+   * id and place in the table, so the rows of one partition are spread over the whole table,
+   * the worst case for updating them by id. `chronological`: rows are inserted in
+   * `created_date` order, so ids and table order follow it, as in a table filled over time.
+   */
+  layout?: 'shuffled' | 'chronological';
 }
 
 export interface SeedResult {
@@ -77,16 +84,18 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
        ON CONFLICT (product_key) DO UPDATE SET product_version = EXCLUDED.product_version, updated_at = now()`,
       [keys, keys.map((k) => (changedKeys.has(k) ? 2 : 1))],
     );
-    await client.query(
-      `INSERT INTO subscriptions (product_key, product_version, created_date, customer_ref)
-       SELECT ($2::text[])[1 + (g % $3)],
-              1,
+    const rowsSql = `SELECT ($2::text[])[1 + (g % $3)] AS product_key,
               CASE WHEN random() < $4
                 THEN timestamptz '2024-03-01 00:00:00.000001+00' + (g % 3) * interval '1 day'
                 ELSE now() - power(random(), 2) * interval '5 years'
-              END,
-              'cust-' || g
-       FROM generate_series(1, $1::bigint) AS g`,
+              END AS created_date,
+              'cust-' || g AS customer_ref
+       FROM generate_series(1, $1::bigint) AS g`;
+    // Identity values are drawn in the order the rows reach the insert.
+    const order = options.layout === 'chronological' ? 'ORDER BY created_date' : '';
+    await client.query(
+      `INSERT INTO subscriptions (product_key, product_version, created_date, customer_ref)
+       SELECT product_key, 1, created_date, customer_ref FROM (${rowsSql}) AS r ${order}`,
       [subscriptions, keys, products, tieShare],
     );
   });
