@@ -117,8 +117,10 @@ async function waitForTopics(admin: Admin, wanted: readonly string[], waitMs: nu
       reasons = topicsNotReady(wanted, topics);
       if (reasons.length === 0) return topics;
     } catch (error) {
-      const type = (error as { type?: unknown }).type;
-      if (typeof type !== 'string' || !SETTLING.has(type)) throw error;
+      // kafkajs may have retried already and wrapped the broker's error ("retries exceeded").
+      const { type, cause } = error as { type?: unknown; cause?: { type?: unknown } };
+      const settling = [type, cause?.type].some((t) => typeof t === 'string' && SETTLING.has(t));
+      if (!settling) throw error;
       reasons = [(error as Error).message];
     }
     if (Date.now() + delay > deadline) {
