@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config.ts';
 import { createCoordination } from '../../src/coordination/redis.ts';
+import { setThrottleLimit } from '../../src/coordination/throttle.ts';
 import { createDb } from '../../src/db.ts';
 import { startManualRun } from '../../src/identification/identify.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -37,7 +38,11 @@ export interface ChaosOptions {
   partitionSize: number;
   pageSize: number;
   timeoutSeconds: number;
-  /** Global rows/s limit (THROTTLE_ROWS_PER_SECOND), so that a small run lasts long enough for its faults; 0 = none. */
+  /**
+   * Global rows/s limit (THROTTLE_ROWS_PER_SECOND), so that a small run lasts long enough for
+   * its faults; 0 = none. Lifted once every fault has been injected, so a low limit costs time
+   * only while faults are still to come.
+   */
   throttle?: number;
   log(line: string): void;
 }
@@ -137,6 +142,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         injected.push({ at, fault, detail, ok: false });
         options.log(`chaos: t=${at}s ${fault}: ${detail}`);
       }
+    }
+
+    if ((options.throttle ?? 0) > 0) {
+      await setThrottleLimit(co.client, config.redisPrefix, 0)
+        .then(() => options.log(`chaos: t=${elapsed()}s faults done, throttle lifted`))
+        .catch((error: unknown) => options.log(`chaos: could not lift the throttle (${String(error)})`));
     }
 
     const deadline = Date.now() + options.timeoutSeconds * 1000;

@@ -5,7 +5,7 @@
  *   --seed N          reproduce a run (default: random, printed at the start)
  *   --faults LIST     comma-separated from kill,kafka,redis,postgres (default kill,kill,kafka,redis,postgres,kill)
  *   --timeout S       give up after S seconds (default 1200)
- *   --throttle N      global limit in rows/s, to stretch a small run (default 0: none)
+ *   --throttle N      global limit in rows/s, to stretch a small run until its last fault (default 0: none)
  * It restarts the local Kafka, Redis and PostgreSQL: run it alone. Exits 1 on any breach.
  */
 import { parseArgs } from 'node:util';
@@ -18,7 +18,8 @@ const USAGE = `usage: npm run chaos -- [options]
   --seed N            reproduce a run (default: random, printed at the start)
   --faults LIST       comma-separated from kill,kafka,redis,postgres
                       (default kill,kill,kafka,redis,postgres,kill)
-  --throttle N        global limit in rows/s, to stretch a small run (default 0: none)
+  --throttle N        global limit in rows/s, to stretch a small run until its last fault
+                      (default 0: none)
   --page-size N       rows per page (default 1000)
   --partition-size N  rows per partition (default 50000)
   --timeout S         give up after S seconds (default 1200)
