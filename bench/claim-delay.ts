@@ -15,6 +15,7 @@
  * It works in its own schema and Redis prefix and drops them at the end.
  */
 import { randomBytes } from 'node:crypto';
+import { wholeFlag } from '../src/cli/parse.ts';
 import { loadConfig } from '../src/config.ts';
 import { createCoordination } from '../src/coordination/redis.ts';
 import { createDb } from '../src/db.ts';
@@ -22,7 +23,6 @@ import { silentLogger } from '../src/logger.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 import { TaskExecutor } from '../src/tasks/executor.ts';
 import { completeTask, scheduleTasks } from '../src/tasks/task-store.ts';
-import { wholeFlag } from '../src/cli/parse.ts';
 import { benchArgs } from './args.ts';
 
 const args = benchArgs(import.meta.url, {

@@ -15,9 +15,10 @@
  *                     [--layout shuffled|chronological]
  *
  * `--layout` (src/seed.ts): `shuffled` (default, and the data set of every figure recorded
- * before this option existed) draws each row's created_date independently of its id and place in the table,
- * so a partition's rows lie all over it: the worst case for updates by id. `chronological`
- * inserts rows in created_date order, as a table filled over time holds them.
+ * before this option existed) draws each row's created_date independently of its id and
+ * place in the table, so a partition's rows lie all over it: the worst case for updates by
+ * id. `chronological` inserts rows in created_date order, as a table filled over time holds
+ * them.
  *
  * Every row is eligible (every product has a new version). Between measurements every
  * subscription goes back to version 1 and the table is rewritten (VACUUM FULL), so each figure starts from
@@ -37,7 +38,7 @@ import { createContext } from '../src/cli/context.ts';
 import type { Db } from '../src/db.ts';
 import { startManualRun } from '../src/identification/identify.ts';
 import { getRunStatus } from '../src/runs/run-store.ts';
-import { seed } from '../src/seed.ts';
+import { type SeedLayout, seed, seededLayout } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
@@ -71,7 +72,7 @@ if (args.layout !== 'shuffled' && args.layout !== 'chronological') {
   console.error(`--layout must be shuffled or chronological (got "${args.layout}")`);
   process.exit(2);
 }
-const layout: 'shuffled' | 'chronological' = args.layout;
+const layout: SeedLayout = args.layout;
 const instanceCounts = String(args.instances)
   .split(',')
   .map((s) => wholeFlag('instances', s.trim(), 1));
@@ -207,13 +208,10 @@ async function eligible(db: Db): Promise<number> {
 
 async function dataSet(db: Db, n: number, reuse: boolean): Promise<void> {
   if (reuse) {
-    // A chronological data set has no row whose created_date is earlier than the row before it by id.
-    const { rows: r } = await db.pool.query<{ n: number; p: number; back: number }>(
-      `SELECT (SELECT count(*) FROM subscriptions)::bigint AS n, (SELECT count(*) FROM products)::bigint AS p,
-              (SELECT count(*) FILTER (WHERE back) FROM (SELECT created_date < lag(created_date) OVER (ORDER BY id) AS back FROM subscriptions) t)::bigint AS back`,
+    const { rows: r } = await db.pool.query<{ n: number; p: number }>(
+      'SELECT (SELECT count(*) FROM subscriptions)::bigint AS n, (SELECT count(*) FROM products)::bigint AS p',
     );
-    const found = r[0]?.back === 0 ? 'chronological' : 'shuffled';
-    if (r[0]?.n === n && r[0]?.p === products && found === layout) {
+    if (r[0]?.n === n && r[0]?.p === products && (await seededLayout(db)) === layout) {
       out(`reusing ${fmt(n)} subscriptions over ${products} products (${layout}) in schema ${env.DB_SCHEMA}`);
       return;
     }

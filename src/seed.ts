@@ -35,8 +35,10 @@ export interface SeedOptions {
    * the worst case for updating them by id. `chronological`: rows are inserted in
    * `created_date` order, so ids and table order follow it, as in a table filled over time.
    */
-  layout?: 'shuffled' | 'chronological';
+  layout?: SeedLayout;
 }
+
+export type SeedLayout = 'shuffled' | 'chronological';
 
 export interface SeedResult {
   products: number;
@@ -135,4 +137,17 @@ export async function countEligible(db: Db): Promise<number> {
      WHERE s.product_version < p.product_version`,
   );
   return rows[0]?.n ?? 0;
+}
+
+/**
+ * The layout of the subscriptions table (SeedOptions.layout): chronological when no row's
+ * created_date is earlier than that of the row before it by id, shuffled otherwise. Reads
+ * and sorts the whole table.
+ */
+export async function seededLayout(db: Db): Promise<SeedLayout> {
+  const { rows } = await db.pool.query<{ back: number }>(
+    `SELECT count(*) FILTER (WHERE back)::int AS back
+     FROM (SELECT created_date < lag(created_date) OVER (ORDER BY id) AS back FROM subscriptions) t`,
+  );
+  return rows[0]?.back === 0 ? 'chronological' : 'shuffled';
 }

@@ -34,7 +34,7 @@ afterAll(async () => {
   await admin.disconnect();
 });
 
-/** Every partition of the topics, as the broker reports them now, has a leader. */
+/** The leader of every partition of the topics, as the broker reports them now (-1: none). */
 async function leadersOf(topics: string[]): Promise<number[]> {
   const { topics: metadata } = await admin.fetchTopicMetadata({ topics });
   return metadata.flatMap((t) => t.partitions.map((p) => p.leader));
