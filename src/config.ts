@@ -37,8 +37,9 @@ export interface Config {
   /** KAFKA_TOPIC_PARTITIONS: partitions of topics tranche creates. */
   readonly kafkaTopicPartitions: number;
   /**
-   * CONSUMER_CONCURRENCY: topic partitions whose batches one instance applies at once
-   * (default: KAFKA_TOPIC_PARTITIONS).
+   * CONSUMER_CONCURRENCY: topic partitions whose batches one instance applies at once. Each
+   * is one Postgres transaction at a time; fewer and larger ones cost Postgres less CPU per
+   * row, so the default is 2 (docs/benchmarks.md).
    */
   readonly consumerConcurrency: number;
   /**
@@ -112,7 +113,7 @@ const DEFAULTS = {
   TOPIC_RUN_EVENTS: 'tranche.run-events',
   KAFKA_TOPIC_PARTITIONS: '6',
   KAFKA_REPLICATION_FACTOR: '1',
-  CONSUMER_CONCURRENCY: '',
+  CONSUMER_CONCURRENCY: '2',
   CONSUMER_FETCH_MAX_BYTES: '3145728',
   CRON_ENABLED: 'true',
   CRON_SCHEDULE: '0 2 * * *',
@@ -240,7 +241,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     topicRunEvents: topic('TOPIC_RUN_EVENTS'),
     kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', 1, 10_000),
     kafkaReplicationFactor: int('KAFKA_REPLICATION_FACTOR', 1, 100),
-    consumerConcurrency: pick('CONSUMER_CONCURRENCY') === '' ? int('KAFKA_TOPIC_PARTITIONS', 1, 10_000) : int('CONSUMER_CONCURRENCY', 1, 10_000),
+    consumerConcurrency: int('CONSUMER_CONCURRENCY', 1, 10_000),
     consumerFetchMaxBytes: int('CONSUMER_FETCH_MAX_BYTES', 65_536, 1_073_741_824),
     cronEnabled: bool('CRON_ENABLED'),
     cronSchedule,

@@ -2,14 +2,14 @@
  * Applies update records from Kafka to Postgres, one statement per batch, idempotently.
  *
  * Per fetched batch: validate every record (invalid ones become dead letters), keep one
- * record per row (the highest target), apply them in one transaction that also adds what
- * really changed to each partition's `rows_applied` and records dead letters, then decrement
+ * record per row (the highest target), apply them with one statement per chunk that also adds
+ * what really changed to each partition's `rows_applied`, record the dead letters, decrement
  * the Redis counters by what changed, then send the dead letters to their topic. Kafka
  * offsets are committed by the caller only after all that returned, so a crash anywhere
  * means a replay, and a replay changes nothing (and so decrements nothing).
  */
 import type { Coordination } from '../coordination/redis.ts';
-import { type Db, inTransaction } from '../db.ts';
+import type { Db } from '../db.ts';
 import type { Logger } from '../logger.ts';
 import { loadSql } from '../sql.ts';
 import type { IncomingBatch, StreamClient } from '../stream/kafka.ts';
@@ -82,6 +82,29 @@ export function latestPerRow(valid: number[], columns: Pick<RecordColumns, 'ids'
 
 const text = (bytes: Buffer | null): string | null => (bytes === null ? null : bytes.toString('utf8'));
 
+/** The chunk's records whose row no longer exists, as dead letters. */
+async function missingRows(
+  db: Db,
+  chunk: readonly number[],
+  columns: RecordColumns,
+  messages: IncomingBatch['messages'],
+): Promise<DeadLetter[]> {
+  const gone = await db.pool.query<{ id: number }>(loadSql('find-missing-rows'), [integerArray(columns.ids, chunk)]);
+  const byId = new Map(chunk.map((index) => [columns.ids[index]!, index]));
+  return gone.rows.map(({ id }) => {
+    const index = byId.get(id);
+    const source = index === undefined ? undefined : messages[index];
+    return {
+      offset: source?.offset ?? '-1',
+      key: String(id),
+      value: source ? text(source.value) : null,
+      reason: 'row-not-found',
+      runId: index === undefined ? null : columns.runIds[index]!,
+      partitionId: index === undefined ? null : columns.partitionIds[index]!,
+    };
+  });
+}
+
 export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Promise<void> {
   const chunkSize = deps.chunkSize ?? 5000;
   const fields: RecordFields = { runId: 0, partitionId: 0, id: 0, fromVersion: 0, toVersion: 0 };
@@ -114,55 +137,31 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
       const chunk = unique.slice(start, start + chunkSize);
       const chunkDead = start === 0 ? dead : [];
       if (chunk.length === 0 && chunkDead.length === 0) break;
-      const missing: DeadLetter[] = [];
-      const { changed, changedByRun } = await inTransaction(deps.db.pool, async (tx) => {
-        const perPartition = new Map<number, number>();
-        const changedByRun = new Map<number, number>();
-        if (chunk.length > 0) {
-          const { rows } = await tx.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
-            integerArray(columns.ids, chunk),
-            integerArray(columns.toVersions, chunk),
-            integerArray(columns.runIds, chunk),
-            integerArray(columns.partitionIds, chunk),
-          ]);
-          let changedRows = 0;
-          for (const row of rows) {
-            perPartition.set(row.partition_id, (perPartition.get(row.partition_id) ?? 0) + row.n);
-            changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
-            changedRows += row.n;
-          }
-          // Only a batch that changed fewer rows than it holds (a replay, or deleted rows) can
-          // name rows that no longer exist.
-          if (changedRows < chunk.length) {
-            const gone = await tx.query<{ id: number }>(loadSql('find-missing-rows'), [integerArray(columns.ids, chunk)]);
-            const byId = new Map(chunk.map((index) => [columns.ids[index]!, index]));
-            for (const { id } of gone.rows) {
-              const index = byId.get(id);
-              const source = index === undefined ? undefined : messages[index];
-              missing.push({
-                offset: source?.offset ?? '-1',
-                key: String(id),
-                value: source ? text(source.value) : null,
-                reason: 'row-not-found',
-                runId: index === undefined ? null : columns.runIds[index]!,
-                partitionId: index === undefined ? null : columns.partitionIds[index]!,
-              });
-            }
-          }
+      // One statement applies the chunk and counts it on its partitions (one round trip, one
+      // transaction). Dead letters are recorded after it, before the caller commits the
+      // offsets: a crash in between replays the batch, which changes nothing and records the
+      // same dead letters once (they are unique per source offset).
+      let changed = 0;
+      const changedByRun = new Map<number, number>();
+      if (chunk.length > 0) {
+        const { rows } = await deps.db.pool.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
+          integerArray(columns.ids, chunk),
+          integerArray(columns.toVersions, chunk),
+          integerArray(columns.runIds, chunk),
+          integerArray(columns.partitionIds, chunk),
+        ]);
+        for (const row of rows) {
+          changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
+          changed += row.n;
         }
-        if (perPartition.size > 0) {
-          // Lock partition rows in id order so concurrent batches cannot deadlock.
-          const ids = [...perPartition.keys()].sort((a, b) => a - b);
-          await tx.query('SELECT id FROM partitions WHERE id = ANY ($1::bigint[]) ORDER BY id FOR NO KEY UPDATE', [ids]);
-          await tx.query(
-            `UPDATE partitions p SET rows_applied = p.rows_applied + c.n
-             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE p.id = c.id`,
-            [ids, ids.map((id) => perPartition.get(id) ?? 0)],
-          );
-        }
-        const letters = [...chunkDead, ...missing];
+      }
+      let letters = chunkDead;
+      try {
+        // Only a chunk that changed fewer rows than it holds (a replay, or deleted rows) can
+        // name rows that no longer exist.
+        if (chunk.length > changed) letters = [...chunkDead, ...(await missingRows(deps.db, chunk, columns, messages))];
         if (letters.length > 0) {
-          await tx.query(loadSql('record-dead-letters'), [
+          await deps.db.pool.query(loadSql('record-dead-letters'), [
             batch.topic,
             batch.partition,
             letters.map((d) => d.runId),
@@ -173,15 +172,15 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
             letters.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
           ]);
         }
-        return { changed: [...perPartition.values()].reduce((a, b) => a + b, 0), changedByRun };
-      });
-      // Committed: count it down at once, so that a failure further on (the dead-letter send)
-      // cannot leave the counter above what Postgres holds.
-      for (const [runId, n] of changedByRun) {
-        const left = deps.coordination ? await deps.coordination.decrementOutstanding(runId, n).catch(() => null) : null;
-        if (left === null || left <= 0) deps.onRunMaybeDone(runId);
+      } finally {
+        // The changes are committed: count them down even when recording the dead letters
+        // failed, so that the counter never stays above what Postgres holds (the replay that
+        // follows changes nothing and so counts down nothing).
+        for (const [runId, n] of changedByRun) {
+          const left = deps.coordination ? await deps.coordination.decrementOutstanding(runId, n).catch(() => null) : null;
+          if (left === null || left <= 0) deps.onRunMaybeDone(runId);
+        }
       }
-      const letters = [...chunkDead, ...missing];
       if (letters.length > 0) {
         await deps.stream.send(
           deps.topicDeadLetters,
