@@ -47,7 +47,11 @@ describe('identification takeover after the identifying process dies', () => {
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
 
     // As soon as the run exists, hold the row of a later product locked: the identifier
-    // finishes the products before it and then blocks inside that product's transaction.
+    // finishes the products before it and then blocks inside that product's transaction,
+    // which holds the run row's lease lock, so no other product can commit after it. Products
+    // are identified two at a time (IDENTIFY_CONCURRENCY), so the one beside the blocked
+    // product may be left waiting on that lease lock: BLOCKED_AT - 2 or BLOCKED_AT - 1
+    // products end up identified.
     const runId = await waitFor(
       async () => (await pool.query<{ id: number }>('SELECT id FROM migration_runs')).rows[0]?.id,
       30_000,
@@ -56,6 +60,7 @@ describe('identification takeover after the identifying process dies', () => {
     );
     const blocked = seeded.changedProducts[BLOCKED_AT - 1]!;
     const lock = await pool.connect();
+    let identifiedBeforeKill: number;
     try {
       await lock.query('BEGIN');
       const held = await lock.query<{ identified: boolean }>(
@@ -63,14 +68,19 @@ describe('identification takeover after the identifying process dies', () => {
         [runId, blocked],
       );
       expect(held.rows[0]?.identified, 'the identifier was too fast to be interrupted').toBe(false);
+      const lockPid = (await lock.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       await waitFor(
         async () => {
-          const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_products WHERE run_id = $1 AND identified', [runId]);
-          return rows[0]!.n === BLOCKED_AT - 1;
+          const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))', [lockPid]);
+          return rows[0]!.n > 0;
         },
         30_000,
-        'the products before the blocked one to be identified',
+        `the identifier to block on product ${BLOCKED_AT} (${output})`,
       );
+      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_products WHERE run_id = $1 AND identified', [runId]);
+      identifiedBeforeKill = rows[0]!.n;
+      expect(identifiedBeforeKill).toBeGreaterThanOrEqual(BLOCKED_AT - 2);
+      expect(identifiedBeforeKill).toBeLessThanOrEqual(BLOCKED_AT - 1);
       child.kill('SIGKILL');
       expect(await exited).toBe('SIGKILL');
     } finally {
@@ -90,9 +100,9 @@ describe('identification takeover after the identifying process dies', () => {
     );
     const perProduct = PER_PRODUCT / PARTITION_SIZE;
     expect(left.rows[0]).toEqual({
-      identified: BLOCKED_AT - 1,
-      partitions: (BLOCKED_AT - 1) * perProduct,
-      tasks: (BLOCKED_AT - 1) * perProduct,
+      identified: identifiedBeforeKill,
+      partitions: identifiedBeforeKill * perProduct,
+      tasks: identifiedBeforeKill * perProduct,
       status: 'identifying',
       owner: 'doomed',
     });
