@@ -64,7 +64,7 @@ describe('tranche CLI (subprocess)', () => {
   ])('rejects %j with one clear line, exit 2, nothing written', async (args, message) => {
     const before = await runsCount();
     const result = await runCli(args as string[], env.env);
-    expect(result.code).toBe(2);
+    expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(message as RegExp);
     expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(await runsCount()).toBe(before);
@@ -72,13 +72,13 @@ describe('tranche CLI (subprocess)', () => {
 
   it('names a bad configuration variable and exits 2', async () => {
     const result = await runCli(['status'], { ...env.env, PARTITION_SIZE: '-3' });
-    expect(result.code).toBe(2);
+    expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toContain('PARTITION_SIZE');
   });
 
   it('says Postgres is unreachable with exit code 3', async () => {
     const result = await runCli(['status'], { ...env.env, DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
-    expect(result.code).toBe(3);
+    expect(result.code, result.stderr).toBe(3);
     expect(result.stderr).toMatch(/cannot reach Postgres at 127\.0\.0\.1:1/);
   });
 
