@@ -38,8 +38,9 @@ export interface Config {
   readonly kafkaTopicPartitions: number;
   /**
    * CONSUMER_CONCURRENCY: topic partitions whose batches one instance applies at once. Each
-   * is one Postgres transaction at a time; fewer and larger ones cost Postgres less CPU per
-   * row, so the default is 2 (docs/benchmarks.md).
+   * is one Postgres transaction at a time. Fewer and larger ones cost Postgres less CPU per
+   * row; too few leave cores idle once the partitions are all produced. 3 was the fastest
+   * of 1, 2, 3, 4 and 6 with one instance (docs/benchmarks.md).
    */
   readonly consumerConcurrency: number;
   /**
@@ -113,7 +114,7 @@ const DEFAULTS = {
   TOPIC_RUN_EVENTS: 'tranche.run-events',
   KAFKA_TOPIC_PARTITIONS: '6',
   KAFKA_REPLICATION_FACTOR: '1',
-  CONSUMER_CONCURRENCY: '2',
+  CONSUMER_CONCURRENCY: '3',
   CONSUMER_FETCH_MAX_BYTES: '3145728',
   CRON_ENABLED: 'true',
   CRON_SCHEDULE: '0 2 * * *',
