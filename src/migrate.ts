@@ -29,14 +29,10 @@ async function migrationFiles(dir: string): Promise<MigrationFile[]> {
   return Promise.all(files.map(async (f) => ({ name: f.replace(/\.sql$/, ''), text: await readFile(`${dir}${f}`, 'utf8') })));
 }
 
-function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
 /** Creates the schema if needed and applies pending migrations; returns their names. */
 export async function migrateToLatest(db: Db, dir = MIGRATIONS_DIR): Promise<string[]> {
   const migrations = await migrationFiles(dir);
-  const schema = quoteIdent(db.schema);
+  const schema = `"${db.schema}"`;
   return inTransaction(db.pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tranche migrations ${db.schema}`]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
@@ -45,6 +41,7 @@ export async function migrateToLatest(db: Db, dir = MIGRATIONS_DIR): Promise<str
     );
     const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${schema}.kysely_migration ORDER BY name`);
     const applied = rows.map((r) => r.name);
+    const appliedNames = new Set(applied);
     const known = new Set(migrations.map((m) => m.name));
     const unknown = applied.filter((name) => !known.has(name));
     if (unknown.length > 0) {
@@ -52,7 +49,7 @@ export async function migrateToLatest(db: Db, dir = MIGRATIONS_DIR): Promise<str
         `schema "${db.schema}" has migrations this version of tranche does not know: ${unknown.join(', ')} (was it migrated by a newer version?)`,
       );
     }
-    const pending = migrations.filter((m) => !applied.includes(m.name));
+    const pending = migrations.filter((m) => !appliedNames.has(m.name));
     const last = applied.at(-1);
     const outOfOrder = last === undefined ? undefined : pending.find((m) => m.name < last);
     if (outOfOrder) {

@@ -21,7 +21,7 @@ import { countEligible, seed } from '../../src/seed.ts';
 import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../../src/cli/instances.ts';
-import { prng } from '../support/prng.ts';
+import { prng, shuffled } from '../support/prng.ts';
 import { FaultUnavailable, restartKafka, restartPostgres, restartRedis } from './faults.ts';
 import { checkInvariants, type InvariantCheck } from './invariants.ts';
 
@@ -110,11 +110,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     options.log(`chaos: run ${run.runId} identified`);
 
     // The seed orders the faults and picks when they hit and which instance dies.
-    const plan = [...options.faults];
-    for (let i = plan.length - 1; i > 0; i--) {
-      const j = Math.floor(rnd() * (i + 1));
-      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
-    }
+    const plan = shuffled(options.faults, rnd);
     const done = async () => (await getRunStatus(db.pool, run.runId).catch(() => null))?.status === 'completed';
     for (const fault of plan) {
       await sleep(1000 + rnd() * 3000);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seed } from '../../src/seed.ts';
 import { loadSql } from '../../src/sql.ts';
 import { createTestEnv, type TestEnv } from '../support/env.ts';
-import { prng } from '../support/prng.ts';
+import { prng, shuffled } from '../support/prng.ts';
 import { startTestRun } from '../support/runs.ts';
 
 interface Rec {
@@ -15,17 +15,6 @@ interface Rec {
   toVersion: number;
   runId: number;
   partitionId: number;
-}
-
-/** A deterministic shuffle (Fisher-Yates over the test PRNG), so that a failure can be replayed. */
-function shuffled<T>(items: T[], seed: number): T[] {
-  const out = [...items];
-  const rnd = prng(seed);
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
 
 describe('apply-updates statement', () => {
@@ -74,7 +63,7 @@ describe('apply-updates statement', () => {
     // 60 batches of 100 random rows: each batch touches most partitions, in a different order
     // from its neighbours, and eight of them run at once.
     const batches: Rec[][] = [];
-    const mixed = shuffled(records, 7);
+    const mixed = shuffled(records, prng(7));
     for (let i = 0; i < mixed.length; i += 100) batches.push(mixed.slice(i, i + 100));
     const runAll = async (work: Rec[][]) => {
       const results: { run_id: number; partition_id: number; n: number }[][] = [];
@@ -94,7 +83,7 @@ describe('apply-updates statement', () => {
     for (const [id, p] of await appliedCounts(runId)) expect(p.applied, `partition ${id}`).toBe(p.identified);
 
     // The same records again, in another order: nothing changes and nothing is counted.
-    const replay = await runAll(shuffled(batches, 11));
+    const replay = await runAll(shuffled(batches, prng(11)));
     expect(replay).toEqual([]);
     for (const [id, p] of await appliedCounts(runId)) expect(p.applied, `partition ${id} after the replay`).toBe(p.identified);
   });

@@ -15,6 +15,7 @@ import { isolatedEnvironment } from '../support/env.ts';
 
 const MIGRATIONS = fileURLToPath(new URL('../../migrations/', import.meta.url));
 const opened: Db[] = [];
+const migrationFiles = async () => (await readdir(MIGRATIONS)).filter((f) => f.endsWith('.sql')).sort();
 
 function openSchema(schema = `t_${randomBytes(4).toString('hex')}`): Db {
   const config = loadConfig(isolatedEnvironment({ DB_SCHEMA: schema }));
@@ -38,7 +39,7 @@ afterAll(async () => {
 describe('migrateToLatest', () => {
   it('applies every migration once, in order, and then nothing', async () => {
     const db = openSchema();
-    const files = (await readdir(MIGRATIONS)).filter((f) => f.endsWith('.sql')).sort().map((f) => f.replace(/\.sql$/, ''));
+    const files = (await migrationFiles()).map((f) => f.replace(/\.sql$/, ''));
     expect(await migrateToLatest(db)).toEqual(files);
     expect(await migrateToLatest(db)).toEqual([]);
     const { rows } = await db.pool.query('SELECT name FROM kysely_migration ORDER BY name');
@@ -82,7 +83,7 @@ describe('migrateToLatest', () => {
   it('rolls back a failing migration entirely and names it', async () => {
     const dir = await mkdtemp(`${tmpdir()}/tranche-migrations-`);
     try {
-      const first = (await readdir(MIGRATIONS)).filter((f) => f.endsWith('.sql')).sort()[0];
+      const [first] = await migrationFiles();
       await copyFile(`${MIGRATIONS}${first}`, `${dir}/${first}`);
       await writeFile(`${dir}/9999_broken.sql`, 'CREATE TABLE half_done (id int);\nSELECT no_such_function();\n');
       const db = openSchema();
