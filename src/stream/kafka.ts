@@ -53,7 +53,10 @@ export interface StreamClient {
    * existing topic keeps its partition count; a count other than the configured one is logged.
    */
   ensureTopics(topics: { topic: string; partitions: number; replication: number }[], waitMs?: number): Promise<void>;
-  /** Sends and resolves once every message is acknowledged by all in-sync replicas. */
+  /**
+   * Sends and resolves once every message is acknowledged by all in-sync replicas, in requests
+   * of at most {@link MAX_REQUEST_BYTES}, one after the other.
+   */
   send(topic: string, messages: OutgoingMessage[]): Promise<void>;
   /** Starts a consumer in `groupId`; `handle` runs per fetched batch; offsets are committed after it returns. */
   consume(options: {
@@ -101,6 +104,45 @@ export function topicsNotReady(wanted: readonly string[], metadata: readonly Top
     }
   }
   return reasons;
+}
+
+/**
+ * Most bytes of records one produce request carries. A broker refuses a record batch larger
+ * than its `message.max.bytes` (default 1,048,588) and kafkajs puts all of a send's records
+ * for one topic partition into one batch, so a send is cut into requests under this bound
+ * (over all partitions, so it holds for a topic of one partition too). The Java client's
+ * `max.request.size` plays the same part, with a default of 1,048,576.
+ */
+export const MAX_REQUEST_BYTES = 1_000_000;
+
+/** A record's bytes in a batch, over-estimated: key, value, headers and up to 24 bytes of framing. */
+function recordBytes(m: OutgoingMessage): number {
+  let n = 24 + Buffer.byteLength(m.key, 'utf8') + Buffer.byteLength(m.value, 'utf8');
+  if (m.headers) for (const [k, v] of Object.entries(m.headers)) n += 10 + Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8');
+  return n;
+}
+
+/**
+ * Cuts messages, in order, into consecutive runs of at most `maxBytes` each (by
+ * {@link recordBytes}); a message larger than that alone is a run of its own, and the broker
+ * judges it.
+ */
+export function splitByBytes<M extends OutgoingMessage>(messages: readonly M[], maxBytes = MAX_REQUEST_BYTES): M[][] {
+  const runs: M[][] = [];
+  let run: M[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const n = recordBytes(m);
+    if (run.length > 0 && bytes + n > maxBytes) {
+      runs.push(run);
+      run = [];
+      bytes = 0;
+    }
+    run.push(m);
+    bytes += n;
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
 }
 
 /** Errors a broker gives for a topic it is still setting up. */
@@ -209,7 +251,8 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
     async send(topic, messages) {
       if (messages.length === 0) return;
       const p = await getProducer();
-      await p.send({ topic, acks: -1, messages });
+      // One request at a time, in order: a key's records keep their order across requests.
+      for (const part of splitByBytes(messages)) await p.send({ topic, acks: -1, messages: part });
     },
 
     async consume({ groupId, topic, fromBeginning = true, concurrency = 1, maxBytes, handle, onJoined, onCrash }) {

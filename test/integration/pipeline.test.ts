@@ -77,3 +77,37 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
     }
   });
 });
+
+describe('pipeline, a product key of 10,000 characters (the longest a record carries)', () => {
+  let env: TestEnv;
+  let services: Service[] = [];
+  beforeAll(async () => {
+    env = await createTestEnv(); // PAGE_SIZE's default
+  });
+  afterAll(async () => {
+    await stopAll(services);
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('sends pages of records larger than a Kafka batch may be, in several requests, and completes', async () => {
+    // 1,500 records of about 10 kB: one page of about 15 MB, where a broker refuses any batch
+    // over 1 MB; one request per page failed with "larger than the max message size".
+    const key = `long-${'k'.repeat(9_995)}`;
+    expect(key).toHaveLength(10_000);
+    await env.db.pool.query(`INSERT INTO products (product_key, product_version) VALUES ($1, 2)`, [key]);
+    await env.db.pool.query(`INSERT INTO subscriptions (product_key, product_version) SELECT $1, 1 FROM generate_series(1, 1500)`, [key]);
+    services = await startInstances(env, 1);
+    const runId = await startTestRun(env, 10_000, { coordination: services[0]!.coordination });
+    const done = await waitFor(async () => {
+      const s = await getRunStatus(env.db.pool, runId);
+      return s?.status === 'completed' || s?.status === 'failed' ? s : null;
+    }, 90_000, 'the run to end');
+    expect(done, JSON.stringify(done)).toMatchObject({ status: 'completed', deadLetters: 0 });
+    expect(done.rows).toMatchObject({ total: 1500, applied: 1500 });
+    expect(await countEligible(env.db)).toBe(0);
+    const records = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, 1500);
+    expect(new Set(records.map((r) => r.key)).size).toBe(1500);
+    expect(JSON.parse(records[0]!.value!)).toMatchObject({ productKey: key, toVersion: 2 });
+  });
+});
