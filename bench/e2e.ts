@@ -9,7 +9,7 @@
  * Postgres and the Kafka broker during each run (where the time goes on a shared machine).
  *
  *   node bench/e2e.ts [--rows 1000000] [--instances 1,2,3] [--products 20]
- *                     [--partition-size 20000] [--page-size 1000] [--memory-rows 100000]
+ *                     [--partition-size 20000] [--page-size 2500] [--memory-rows 100000]
  *                     [--reuse] [--skip-baselines] [--serve-bin PATH] [--env KEY=VALUE]...
  *                     [--label NAME] [--timeout 900] [--profile]
  *                     [--layout shuffled|chronological]
@@ -50,7 +50,7 @@ const args = benchArgs(import.meta.url, {
   instances: { type: 'string', default: '1,2,3' },
   products: { type: 'string', default: '20' },
   'partition-size': { type: 'string', default: '20000' },
-  'page-size': { type: 'string', default: '1000' },
+  'page-size': { type: 'string', default: '2500' }, // PAGE_SIZE's default
   'memory-rows': { type: 'string', default: '100000' },
   reuse: { type: 'boolean', default: false },
   layout: { type: 'string', default: 'shuffled' },

@@ -37,12 +37,13 @@ process.on('warning', (w) => {
 const args = benchArgs(import.meta.url, { kills: { type: 'string', default: '1' } });
 const kills = wholeFlag('kills', args.kills, 1);
 const BIN = fileURLToPath(new URL('../bin/tranche.js', import.meta.url));
-const PAGE_SIZE = 1000; // the default
+const PAGE_SIZE = 2500; // PAGE_SIZE's default, set explicitly below
 const id = randomBytes(4).toString('hex');
 const env: Record<string, string> = {
   DB_SCHEMA: `bench_kill_${id}`,
   REDIS_PREFIX: `bench-kill-${id}`,
   KAFKA_GROUP_ID: `bench-kill-${id}`,
+  PAGE_SIZE: String(PAGE_SIZE),
   TOPIC_UPDATES: `bench-kill-${id}.updates`,
   TOPIC_DEAD_LETTERS: `bench-kill-${id}.dead-letters`,
   TOPIC_RUN_EVENTS: `bench-kill-${id}.run-events`,

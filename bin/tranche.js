@@ -23,8 +23,18 @@ const command = process.argv.slice(2).find((a) => !a.startsWith('-'));
 const heapFlagGiven = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) =>
   /^--max-(old|semi)-space-size/.test(a),
 );
+// glibc's malloc raises its mmap threshold each time a large block is freed, up to 32 MB, after
+// which buffers of a few hundred kB (Kafka requests and fetches) come from its heap and leave
+// it fragmented: the peak RSS of one instance varied from 210 to 249 MB between identical runs.
+// A fixed threshold of 128 kB (glibc's initial value) hands such buffers back to the system
+// when freed: 204-225 MB (docs/benchmarks.md). An explicit setting in the environment wins;
+// other C libraries ignore the variable.
+const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072' };
 if (command === 'serve' && !heapFlagGiven && typeof process.execve === 'function') {
-  process.execve(process.execPath, [process.execPath, ...HEAP_FLAGS, ...process.execArgv, ...process.argv.slice(1)], process.env);
+  process.execve(process.execPath, [process.execPath, ...HEAP_FLAGS, ...process.execArgv, ...process.argv.slice(1)], {
+    ...MALLOC_ENV,
+    ...process.env,
+  });
 }
 
 const { main } = await import('../src/cli/main.ts');

@@ -63,7 +63,12 @@ export interface Config {
   readonly partitionSize: number;
   /** MAX_PARTITIONS_PER_PRODUCT: cap; the partition size grows to respect it. */
   readonly maxPartitionsPerProduct: number;
-  /** PAGE_SIZE: rows per keyset page (one Kafka batch per page). */
+  /**
+   * PAGE_SIZE: rows per keyset page. A worker sends a page to Kafka, then saves the partition's
+   * offset, so a crash produces at most one page again. Each page costs a query, a send and an
+   * offset update whatever its size: larger pages ran one instance faster than 1000, and
+   * 2500 kept its peak memory as low as 1000 did (docs/benchmarks.md).
+   */
   readonly pageSize: number;
   /** WORKER_CONCURRENCY: partition tasks one instance runs at once. */
   readonly workerConcurrency: number;
@@ -122,7 +127,7 @@ const DEFAULTS = {
   CRON_MISSED: 'catch-up',
   PARTITION_SIZE: '10000',
   MAX_PARTITIONS_PER_PRODUCT: '1000',
-  PAGE_SIZE: '1000',
+  PAGE_SIZE: '2500',
   WORKER_CONCURRENCY: '2',
   POLL_INTERVAL_MS: '2000',
   HEARTBEAT_INTERVAL_MS: '2000',

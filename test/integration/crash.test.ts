@@ -299,11 +299,13 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     expect(produced).toBe(done.rows.total); // the drain checkpointed after a whole page
   });
 
-  it('serve bounds its V8 heap in place (same process id) unless NODE_OPTIONS sets one', async () => {
+  it('serve bounds its V8 heap and fixes the malloc mmap threshold in place (same process id) unless NODE_OPTIONS sets a heap flag', async () => {
     const heapLimit = (instance: Instance) => Number(/"heapLimitMb":(\d+)/.exec(instance.log())?.[1]);
     const bounded = await startServe(env, 'heap-default');
     const ownArgs = readFileSync(`/proc/${bounded.child.pid}/cmdline`, 'utf8').split('\0');
     expect(ownArgs).toEqual(expect.arrayContaining(['--max-semi-space-size=16', '--max-old-space-size=256', '--heap-growing-percent=100']));
+    // and with a fixed malloc mmap threshold (glibc), so that large freed buffers leave RSS
+    expect(readFileSync(`/proc/${bounded.child.pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_MMAP_THRESHOLD_=131072');
     expect(heapLimit(bounded)).toBeGreaterThan(0);
     expect(heapLimit(bounded)).toBeLessThanOrEqual(320);
     const chosen = await startServe(env, 'heap-chosen', { NODE_OPTIONS: '--max-old-space-size=700' });
