@@ -9,10 +9,12 @@
  * Postgres and the Kafka broker during each run (where the time goes on a shared machine).
  *
  *   node bench/e2e.ts [--rows 1000000] [--instances 1,2,3] [--products 20]
- *                     [--partition-size 20000] [--page-size 2500] [--memory-rows 100000]
+ *                     [--partition-size 20000] [--page-size N] [--memory-rows 100000]
  *                     [--reuse] [--skip-baselines] [--serve-bin PATH] [--env KEY=VALUE]...
  *                     [--label NAME] [--timeout 900] [--profile]
  *                     [--layout shuffled|chronological]
+ *
+ * `--page-size` defaults to the service's `PAGE_SIZE` default; the keyset loop (b) uses the same.
  *
  * `--layout` (src/seed.ts): `shuffled` (default, and the data set of every figure recorded
  * before this option existed) draws each row's created_date independently of its id and
@@ -35,6 +37,7 @@ import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync 
 import { fileURLToPath } from 'node:url';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { createContext } from '../src/cli/context.ts';
+import { loadConfig } from '../src/config.ts';
 import type { Db } from '../src/db.ts';
 import { startManualRun } from '../src/identification/identify.ts';
 import { getRunStatus } from '../src/runs/run-store.ts';
@@ -50,7 +53,7 @@ const args = benchArgs(import.meta.url, {
   instances: { type: 'string', default: '1,2,3' },
   products: { type: 'string', default: '20' },
   'partition-size': { type: 'string', default: '20000' },
-  'page-size': { type: 'string', default: '2500' }, // PAGE_SIZE's default
+  'page-size': { type: 'string', default: String(loadConfig({}).pageSize) }, // PAGE_SIZE's default
   'memory-rows': { type: 'string', default: '100000' },
   reuse: { type: 'boolean', default: false },
   layout: { type: 'string', default: 'shuffled' },

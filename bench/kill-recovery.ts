@@ -37,13 +37,11 @@ process.on('warning', (w) => {
 const args = benchArgs(import.meta.url, { kills: { type: 'string', default: '1' } });
 const kills = wholeFlag('kills', args.kills, 1);
 const BIN = fileURLToPath(new URL('../bin/tranche.js', import.meta.url));
-const PAGE_SIZE = 2500; // PAGE_SIZE's default, set explicitly below
 const id = randomBytes(4).toString('hex');
 const env: Record<string, string> = {
   DB_SCHEMA: `bench_kill_${id}`,
   REDIS_PREFIX: `bench-kill-${id}`,
   KAFKA_GROUP_ID: `bench-kill-${id}`,
-  PAGE_SIZE: String(PAGE_SIZE),
   TOPIC_UPDATES: `bench-kill-${id}.updates`,
   TOPIC_DEAD_LETTERS: `bench-kill-${id}.dead-letters`,
   TOPIC_RUN_EVENTS: `bench-kill-${id}.run-events`,
@@ -152,7 +150,7 @@ try {
       return sum + (r ? r.records - r.rows.size : 0);
     }, 0);
     measurements.push({ recoveryMs, tasks: lost.length, twice });
-    console.log(`kill ${k}: ${lost.length} partitions of the killed instance running again after ${(recoveryMs / 1000).toFixed(1)} s; ${twice} records produced twice (page size ${PAGE_SIZE})`);
+    console.log(`kill ${k}: ${lost.length} partitions of the killed instance running again after ${(recoveryMs / 1000).toFixed(1)} s; ${twice} records produced twice (page size ${config.pageSize})`);
   }
   const worst = Math.max(...measurements.map((m) => m.recoveryMs));
   const bound = config.heartbeatTimeoutMs + config.pollIntervalMs;

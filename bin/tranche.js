@@ -25,9 +25,9 @@ const heapFlagGiven = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').
 );
 // glibc's malloc raises its mmap threshold each time a large block is freed, up to 32 MB, after
 // which buffers of a few hundred kB (Kafka requests and fetches) come from its heap and leave
-// it fragmented: the peak RSS of one instance varied from 210 to 249 MB between identical runs.
+// it fragmented: the peak RSS of one instance varied from 201 to 249 MB between identical runs.
 // A fixed threshold of 128 kB (glibc's initial value) hands such buffers back to the system
-// when freed: 204-225 MB (docs/benchmarks.md). An explicit setting in the environment wins;
+// when freed: 204-226 MB (docs/benchmarks.md). An explicit setting in the environment wins;
 // other C libraries ignore the variable.
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072' };
 if (command === 'serve' && !heapFlagGiven && typeof process.execve === 'function') {

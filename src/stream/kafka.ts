@@ -128,6 +128,11 @@ function recordBytes(m: OutgoingMessage): number {
  * judges it.
  */
 export function splitByBytes<M extends OutgoingMessage>(messages: readonly M[], maxBytes = MAX_REQUEST_BYTES): M[][] {
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: when even that bound fits (a page of
+  // ordinary update records), no string is measured.
+  let bound = 0;
+  for (const m of messages) bound += m.headers ? Number.POSITIVE_INFINITY : 24 + 3 * (m.key.length + m.value.length);
+  if (bound <= maxBytes) return messages.length === 0 ? [] : [[...messages]];
   const runs: M[][] = [];
   let run: M[] = [];
   let bytes = 0;

@@ -11,10 +11,17 @@ const bytes = (m: OutgoingMessage) =>
 
 describe('splitByBytes: a send cut into produce requests a broker accepts', () => {
   it('keeps a page of ordinary update records in one request', () => {
-    const page = Array.from({ length: 5000 }, (_, i) => message(String(i), `{"v":1,"runId":1,"partitionId":7,"id":${i},"productKey":"gold","fromVersion":1,"toVersion":2}`));
-    const runs = splitByBytes(page);
-    expect(runs).toHaveLength(1);
-    expect(runs[0]).toEqual(page);
+    const record = (i: number) => message(String(i), `{"v":1,"runId":1,"partitionId":7,"id":${i},"productKey":"gold","fromVersion":1,"toVersion":2}`);
+    // 2,500 (the default page) fit even at 3 bytes a character; 5,000 are measured, and fit too.
+    for (const size of [2500, 5000]) {
+      const page = Array.from({ length: size }, (_, i) => record(i));
+      expect(splitByBytes(page)).toEqual([page]);
+    }
+    // 10,000 do not: two requests, in order.
+    const big = Array.from({ length: 10_000 }, (_, i) => record(i));
+    const runs = splitByBytes(big);
+    expect(runs).toHaveLength(2);
+    expect(runs.flat()).toEqual(big);
   });
 
   it('cuts large records into runs under the bound, in order, losing and doubling none', () => {
