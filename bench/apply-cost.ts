@@ -75,7 +75,8 @@ if (keys.length < 2) {
   process.exit(2);
 }
 const halves = [keys.slice(0, Math.floor(keys.length / 2)), keys.slice(Math.floor(keys.length / 2))] as const;
-// Any existing partition: the statement then counts on it as in a run (and locks it).
+// Any existing partition: the statement then locks it and counts on it as in a run (its
+// rows_applied grows; bench/e2e.ts empties the partitions table before each measurement).
 const partitionId = (await client.query<{ id: string | null }>('SELECT min(id)::text AS id FROM partitions')).rows[0]?.id ?? '1';
 const apply = loadSql('apply-updates');
 
