@@ -19,11 +19,13 @@
  *
  * Linux only (reads /proc/<backend pid>/stat). Prints figures; nothing fails on speed.
  */
-import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { loadSql } from '../src/sql.ts';
+import { shuffled } from '../test/support/prng.ts';
 import { benchArgs } from './args.ts';
+import { resetSubscriptions } from './data-set.ts';
+import { processCpu } from './proc.ts';
 
 const args = benchArgs(import.meta.url, {
   chunks: { type: 'string', default: '5000' },
@@ -56,16 +58,14 @@ if (present[0]?.n !== '1' || (await client.query('SELECT 1 FROM subscriptions LI
 }
 
 const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-/** CPU seconds (user + system) the backend has used so far. */
-function backendCpu(): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+if (processCpu(pid) === null) {
+  console.error(`cannot read the CPU time of Postgres backend ${pid} from /proc: Postgres must run on this machine (Linux)`);
+  process.exit(2);
 }
+const backendCpu = () => processCpu(pid) ?? Number.NaN;
 
 async function reset(): Promise<void> {
-  await client.query('UPDATE subscriptions SET product_version = 1 WHERE product_version <> 1');
-  await client.query('VACUUM (FULL, ANALYZE) subscriptions');
-  await client.query('VACUUM (ANALYZE) subscriptions');
+  await resetSubscriptions(client);
   await client.query('CHECKPOINT');
 }
 
@@ -97,15 +97,10 @@ async function bulk(half: readonly string[]): Promise<Cost> {
 }
 
 async function applied(half: readonly string[], chunkSize: number, order: string): Promise<Cost> {
-  const ids = (await client.query<{ id: string }>('SELECT id FROM subscriptions WHERE product_key = ANY ($1) ORDER BY id', [half])).rows.map((r) =>
+  const inOrder = (await client.query<{ id: string }>('SELECT id FROM subscriptions WHERE product_key = ANY ($1) ORDER BY id', [half])).rows.map((r) =>
     Number(r.id),
   );
-  if (order === 'random') {
-    for (let i = ids.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
-    }
-  }
+  const ids = order === 'random' ? shuffled(inOrder, Math.random) : inOrder;
   const t = performance.now();
   const c = backendCpu();
   let rows = 0;
@@ -125,21 +120,21 @@ for (const chunkSize of chunkSizes) {
   for (const order of orders) {
     for (let round = 0; round < rounds; round++) {
       await reset();
-      const [applyHalf, bulkHalf] = round % 2 === 0 ? halves : [halves[1], halves[0]];
-      let a: Cost;
+      // Even rounds: the first half applied, then the second in bulk; odd rounds the reverse.
+      let applyCost: Cost;
       let b: Cost;
       if (round % 2 === 0) {
-        a = await applied(applyHalf, chunkSize, order);
-        b = await bulk(bulkHalf);
+        applyCost = await applied(halves[0], chunkSize, order);
+        b = await bulk(halves[1]);
       } else {
-        b = await bulk(bulkHalf);
-        a = await applied(applyHalf, chunkSize, order);
+        b = await bulk(halves[0]);
+        applyCost = await applied(halves[1], chunkSize, order);
       }
       const what = `chunks of ${chunkSize}, ${order === 'random' ? 'random rows' : 'consecutive ids'}`;
-      results.push({ what, apply: a, bulk: b });
+      results.push({ what, apply: applyCost, bulk: b });
       console.log(
-        `  ${what}, round ${round + 1}: apply ${perRow(a, 'cpu').toFixed(1)} µs/row CPU (${a.rows} rows), ` +
-          `bulk ${perRow(b, 'cpu').toFixed(1)} µs/row CPU (${b.rows} rows), ratio ${(a.cpu / a.rows / (b.cpu / b.rows)).toFixed(2)}x`,
+        `  ${what}, round ${round + 1}: apply ${perRow(applyCost, 'cpu').toFixed(1)} µs/row CPU (${applyCost.rows} rows), ` +
+          `bulk ${perRow(b, 'cpu').toFixed(1)} µs/row CPU (${b.rows} rows), ratio ${(perRow(applyCost, 'cpu') / perRow(b, 'cpu')).toFixed(2)}x`,
       );
     }
   }

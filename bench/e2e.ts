@@ -47,6 +47,8 @@ import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
 import { addSummaryRow } from './summary.ts';
 import { benchArgs } from './args.ts';
+import { resetSubscriptions } from './data-set.ts';
+import { CLK_TCK, parseStat } from './proc.ts';
 
 const args = benchArgs(import.meta.url, {
   rows: { type: 'string', default: '1000000' },
@@ -118,7 +120,6 @@ const out = (line = '') => console.log(line);
 // ---------------------------------------------------------------------------------------------
 // /proc readings: peak memory of a process, CPU seconds per program name.
 
-const CLK_TCK = 100;
 
 function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
@@ -135,11 +136,7 @@ function cpuByPid(): Map<number, { comm: string; cpu: number }> {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
-      const fields = stat.slice(close + 2).split(' ');
-      result.set(Number(entry), { comm, cpu: (Number(fields[11]) + Number(fields[12])) / CLK_TCK });
+      result.set(Number(entry), parseStat(readFileSync(`/proc/${entry}/stat`, 'utf8')));
     } catch {
       // the process ended meanwhile
     }
@@ -188,12 +185,8 @@ function cpuSpent(a: CpuSnapshot, b: CpuSnapshot, instancePids: number[], backen
 
 async function reset(db: Db): Promise<void> {
   await db.pool.query('TRUNCATE partitions, run_products, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY');
-  await db.pool.query('UPDATE subscriptions SET product_version = 1 WHERE product_version <> 1');
   await db.pool.query('UPDATE products SET product_version = 2, migrated_version = 1');
-  // VACUUM FULL: every measurement starts from the same compact table, not from the bloat
-  // the previous full-table update left behind.
-  await db.pool.query('VACUUM (FULL, ANALYZE) subscriptions');
-  await db.pool.query('VACUUM (ANALYZE) subscriptions');
+  await resetSubscriptions(db.pool);
   await db.pool.query('VACUUM (ANALYZE) products, partitions, scheduled_tasks');
   await db.pool.query('CHECKPOINT');
   const co = await coordination();

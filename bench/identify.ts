@@ -25,6 +25,7 @@ import { seed } from '../src/seed.ts';
 import { loadSql } from '../src/sql.ts';
 import { addSummaryRow } from './summary.ts';
 import { benchArgs } from './args.ts';
+import { processCpu } from './proc.ts';
 
 const args = benchArgs(import.meta.url, {
   rows: { type: 'string', default: '2000000' },
@@ -59,7 +60,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const best = (xs: number[]) => Math.min(...xs);
 
 const APP = `tranche:bench-${process.pid}`;
-const CLK_TCK = 100;
 
 /**
  * CPU seconds used so far by this benchmark's Postgres backends (read from /proc, so only
@@ -68,18 +68,13 @@ const CLK_TCK = 100;
  */
 async function backendCpu(db: Db): Promise<number | null> {
   const { rows } = await db.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [APP]);
-  const { readFile } = await import('node:fs/promises');
-  let ticks = 0;
+  let sum = 0;
   for (const { pid } of rows) {
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    } catch {
-      return null;
-    }
+    const cpu = processCpu(pid);
+    if (cpu === null) return null;
+    sum += cpu;
   }
-  return ticks / CLK_TCK;
+  return sum;
 }
 
 /** Runs `fn` and returns its result with the backend CPU seconds it used. */
