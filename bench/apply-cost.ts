@@ -7,7 +7,7 @@
  *   node bench/apply-cost.ts [--chunks 5000] [--order random,ids] [--rounds 2]
  *
  * Works on the e2e data set (schema bench_e2e; seed it with `node bench/e2e.ts --instances 1`).
- * Per round and per chunk setting: the table is reset (every row back to version 1, VACUUM FULL,
+ * Per round and per chunk setting: the table is reset (every row back to version 1, CLUSTER,
  * CHECKPOINT); then one half of the products is updated by sql/apply-updates.sql in committed
  * chunks, and the other half by one bulk `UPDATE … WHERE product_key = ANY(…)`. The halves
  * and which side goes first swap from one round to the next.

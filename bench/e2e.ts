@@ -23,9 +23,9 @@
  * them.
  *
  * Every row is eligible (every product has a new version). Between measurements every
- * subscription goes back to version 1 and the table is rewritten (VACUUM FULL), so each figure starts from
- * the same state. `--memory-rows N` (0 to skip) adds one 1-instance run on a data set of N rows,
- * for peak RSS at two sizes. `--serve-bin` and `--env` run the instances from another copy of
+ * subscription goes back to version 1 and the table is rewritten in id order (CLUSTER, as
+ * seeded), so each figure starts from the same state. `--memory-rows N` (0 to skip) adds one
+ * 1-instance run on a data set of N rows, for peak RSS at two sizes. `--serve-bin` and `--env` run the instances from another copy of
  * the code or with other settings (experiments); the results go to bench/results/ (git-ignored)
  * as JSON and SVG. `--profile` loads bench/profile-hooks.mjs into every instance (time per query,
  * per Kafka send, per consumed batch; written next to the instance logs). Speed never fails anything: this prints figures, see docs/benchmarks.md.
