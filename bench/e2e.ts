@@ -34,6 +34,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { createContext } from '../src/cli/context.ts';
@@ -460,6 +461,7 @@ async function main(): Promise<number> {
   const a = baselines[0]?.rowsPerSecond;
   const b = baselines[1]?.rowsPerSecond;
   const ratio = (x: number, base: number | undefined) => (base ? `${(x / base).toFixed(2)}x` : '-');
+  const cores = availableParallelism();
   out('');
   out(`end to end, ${fmt(rows)} eligible rows (identification start to run completed)`);
   out(`${'what'.padEnd(46)}${'seconds'.padStart(9)}${'rows/s'.padStart(10)}${'vs (a)'.padStart(8)}${'vs (b)'.padStart(8)}${'identify s'.padStart(12)}  peak RSS per instance`);
@@ -473,15 +475,19 @@ async function main(): Promise<number> {
     );
   }
   out('');
-  out('CPU seconds during each tranche run (2 cores = 2 s per wall second)');
-  out(`${'instances'.padEnd(12)}${'wall s'.padStart(8)}${'tranche'.padStart(9)}${'pg (ours)'.padStart(10)}${'postgres'.padStart(10)}${'kafka'.padStart(8)}${'bench'.padStart(7)}${'machine'.padStart(9)}${'other'.padStart(7)}`);
+  out(`CPU seconds during each tranche run (${cores} cores = ${cores} s per wall second)`);
+  out(`${'instances'.padEnd(12)}${'wall s'.padStart(8)}${'tranche'.padStart(9)}${'pg (ours)'.padStart(10)}${'postgres'.padStart(10)}${'kafka'.padStart(8)}${'bench'.padStart(7)}${'machine'.padStart(9)}${'other'.padStart(7)}${'ceiling vs (a)'.padStart(16)}`);
   for (const r of results) {
     const c = r.cpu;
     const other = c.machineBusy - c.instances - c.postgres - c.kafka - c.bench;
+    // The fastest this run could have been with every core busy on its own work only.
+    const ceiling = a === undefined ? '-' : ratio(rows / ((c.instances + c.postgres + c.kafka) / cores), a);
     out(
-      `${String(r.instances).padEnd(12)}${r.seconds.toFixed(1).padStart(8)}${c.instances.toFixed(1).padStart(9)}${c.postgresOurs.toFixed(1).padStart(10)}${c.postgres.toFixed(1).padStart(10)}${c.kafka.toFixed(1).padStart(8)}${c.bench.toFixed(1).padStart(7)}${c.machineBusy.toFixed(1).padStart(9)}${other.toFixed(1).padStart(7)}`,
+      `${String(r.instances).padEnd(12)}${r.seconds.toFixed(1).padStart(8)}${c.instances.toFixed(1).padStart(9)}${c.postgresOurs.toFixed(1).padStart(10)}${c.postgres.toFixed(1).padStart(10)}${c.kafka.toFixed(1).padStart(8)}${c.bench.toFixed(1).padStart(7)}${c.machineBusy.toFixed(1).padStart(9)}${other.toFixed(1).padStart(7)}${ceiling.padStart(16)}`,
     );
   }
+  out('ceiling vs (a): the rate had the instances, Postgres and Kafka kept every core busy (their CPU');
+  out('seconds divided by the cores), against (a). A run near its ceiling is bound by CPU.');
   if (memory) {
     out('');
     const big = results.find((r) => r.instances === 1);
@@ -520,7 +526,7 @@ async function main(): Promise<number> {
   const record = {
     at: new Date().toISOString(),
     label: args.label,
-    machine: { cores: (await import('node:os')).cpus().length, node: process.version, postgres: postgresSettings },
+    machine: { cores, node: process.version, postgres: postgresSettings },
     options: { rows, layout, products, partitionSize, pageSize, instances: instanceCounts, env: extraEnv, bin: BIN },
     baselines,
     results,
@@ -530,7 +536,7 @@ async function main(): Promise<number> {
   writeFileSync(
     `${RESULTS}${name}.svg`,
     renderChart({
-      title: `tranche end to end, ${fmt(rows)} rows, 2 cores`,
+      title: `tranche end to end, ${fmt(rows)} rows, ${cores} cores`,
       points: results.map((r) => ({ instances: r.instances, rowsPerSecond: r.rowsPerSecond })),
       baselines: baselines.map((x, i) => ({ name: i === 0 ? '(a) bulk UPDATE' : '(b) keyset loop', rowsPerSecond: x.rowsPerSecond })),
     }),
