@@ -25,10 +25,12 @@
  * Every row is eligible (every product has a new version). Between measurements every
  * subscription goes back to version 1 and the table is rewritten in id order (CLUSTER, as
  * seeded), so each figure starts from the same state. `--memory-rows N` (0 to skip) adds one
- * 1-instance run on a data set of N rows, for peak RSS at two sizes. `--serve-bin` and `--env` run the instances from another copy of
- * the code or with other settings (experiments); the results go to bench/results/ (git-ignored)
- * as JSON and SVG. `--profile` loads bench/profile-hooks.mjs into every instance (time per query,
- * per Kafka send, per consumed batch; written next to the instance logs). Speed never fails anything: this prints figures, see docs/benchmarks.md.
+ * 1-instance run on a data set of N rows, for peak RSS at two sizes. `--serve-bin` and `--env`
+ * run the instances from another copy of the code or with other settings (experiments); the
+ * results go to bench/results/ (git-ignored) as JSON and SVG. `--profile` loads
+ * bench/profile-hooks.mjs into every instance (time per query, per Kafka send, per consumed
+ * batch; written next to the instance logs). Speed never fails anything: this prints figures,
+ * see docs/benchmarks.md.
  *
  * It works in its own schema (`bench_e2e`), Redis prefix, topics and consumer group.
  */
@@ -120,7 +122,6 @@ const out = (line = '') => console.log(line);
 
 // ---------------------------------------------------------------------------------------------
 // /proc readings: peak memory of a process, CPU seconds per program name.
-
 
 function procStatus(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
@@ -481,7 +482,7 @@ async function main(): Promise<number> {
     const c = r.cpu;
     const other = c.machineBusy - c.instances - c.postgres - c.kafka - c.bench;
     // The fastest this run could have been with every core busy on its own work only.
-    const ceiling = a === undefined ? '-' : ratio(rows / ((c.instances + c.postgres + c.kafka) / cores), a);
+    const ceiling = a === undefined ? '-' : ratio(r.rows / ((c.instances + c.postgres + c.kafka) / cores), a);
     out(
       `${String(r.instances).padEnd(12)}${r.seconds.toFixed(1).padStart(8)}${c.instances.toFixed(1).padStart(9)}${c.postgresOurs.toFixed(1).padStart(10)}${c.postgres.toFixed(1).padStart(10)}${c.kafka.toFixed(1).padStart(8)}${c.bench.toFixed(1).padStart(7)}${c.machineBusy.toFixed(1).padStart(9)}${other.toFixed(1).padStart(7)}${ceiling.padStart(16)}`,
     );
