@@ -1,14 +1,15 @@
 /**
  * What one row's update costs Postgres when the applier does it, beside the bulk UPDATE doing
  * the same change, in the same table state: the CPU seconds of the Postgres backend per row.
- * Unlike bench/apply-variants.ts (rolled back), every chunk here commits, as the applier's do,
+ * Every chunk here commits, as the applier's do,
  * so the table, its indexes and the buffer pool go through what a real run does to them.
  *
  *   node bench/apply-cost.ts [--chunks 5000] [--order random,ids] [--rounds 2]
  *
  * Works on the e2e data set (schema bench_e2e; seed it with `node bench/e2e.ts --instances 1`).
  * Per round and per chunk setting: the table is reset (every row back to version 1, CLUSTER,
- * CHECKPOINT); then one half of the products is updated by sql/apply-updates.sql in committed
+ * CHECKPOINT); then one half of the products is updated by the applier's statement (generated from
+ * examples/subscription-version.ts) in committed
  * chunks, and the other half by one bulk `UPDATE … WHERE product_key = ANY(…)`. The halves
  * and which side goes first swap from one round to the next.
  *
@@ -21,7 +22,9 @@
  */
 import pg from 'pg';
 import { wholeFlag } from '../src/cli/parse.ts';
-import { loadSql } from '../src/sql.ts';
+import { importDefinitions } from '../src/definitions/load.ts';
+import { resolveDefinition } from '../src/definitions/resolve.ts';
+import { FIXTURE_DEFINITION } from '../src/seed.ts';
 import { shuffled } from '../test/support/prng.ts';
 import { benchArgs } from './args.ts';
 import { resetSubscriptions } from './data-set.ts';
@@ -78,7 +81,8 @@ const halves = [keys.slice(0, Math.floor(keys.length / 2)), keys.slice(Math.floo
 // Any existing partition: the statement then locks it and counts on it as in a run (its
 // rows_applied grows; bench/e2e.ts empties the partitions table before each measurement).
 const partitionId = (await client.query<{ id: string | null }>('SELECT min(id)::text AS id FROM partitions')).rows[0]?.id ?? '1';
-const apply = loadSql('apply-updates');
+// The statement the applier runs: generated from the reference definition.
+const apply = (await resolveDefinition(client, (await importDefinitions([FIXTURE_DEFINITION]))[0]!)).statements.apply;
 
 interface Cost {
   rows: number;
@@ -107,7 +111,7 @@ async function applied(half: readonly string[], chunkSize: number, order: string
   for (let start = 0; start < ids.length; start += chunkSize) {
     const chunk = ids.slice(start, start + chunkSize).sort((a, b) => a - b);
     const same = (v: string) => `{${chunk.map(() => v).join(',')}}`;
-    const r = await client.query<{ n: string }>(apply, [`{${chunk.join(',')}}`, same('2'), same('1'), same(partitionId)]);
+    const r = await client.query<{ n: string }>(apply, [`{${chunk.join(',')}}`, same('2'), same('1'), same(partitionId), same('1')]);
     for (const row of r.rows) rows += Number(row.n);
   }
   return { rows, cpu: backendCpu() - c, wall: (performance.now() - t) / 1000 };

@@ -44,7 +44,7 @@ import { loadConfig } from '../src/config.ts';
 import type { Db } from '../src/db.ts';
 import { startManualRun } from '../src/identification/identify.ts';
 import { getRunStatus } from '../src/runs/run-store.ts';
-import { type SeedLayout, seed, seededLayout } from '../src/seed.ts';
+import { FIXTURE_DEFINITION, FIXTURE_MIGRATION, type SeedLayout, seed, seededLayout } from '../src/seed.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
@@ -98,6 +98,7 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = args['serve-bin'] ? String(args['serve-bin']) : `${ROOT}bin/tranche.js`;
 const RESULTS = `${ROOT}bench/results/`;
 const BENCH_ENV = {
+  TRANCHE_DEFINITIONS: FIXTURE_DEFINITION,
   DB_SCHEMA: 'bench_e2e',
   REDIS_PREFIX: 'tranche-bench-e2e',
   KAFKA_GROUP_ID: 'tranche-bench-e2e-appliers',
@@ -215,7 +216,7 @@ async function dataSet(db: Db, n: number, reuse: boolean): Promise<void> {
     }
   }
   const t = performance.now();
-  await seed(db, { subscriptions: n, products, changed: products, reset: true, deferIndexes: n >= 200_000, layout });
+  await seed(db, { rows: n, groups: products, changed: products, reset: true, deferIndexes: n >= 200_000, layout });
   out(`seeded ${fmt(n)} subscriptions over ${products} products, ${layout}, in ${((performance.now() - t) / 1000).toFixed(1)} s (all eligible)`);
 }
 
@@ -239,7 +240,7 @@ async function keysetLoop(db: Db): Promise<{ seconds: number; changed: number }>
   let changed = 0;
   try {
     const { rows: prods } = await client.query<{ product_key: string; product_version: number }>(
-      'SELECT product_key, product_version FROM products WHERE product_version > coalesce(migrated_version, -1) ORDER BY product_key',
+      'SELECT product_key, product_version FROM products ORDER BY product_key',
     );
     for (const p of prods) {
       let afterDate = '-infinity';
@@ -362,8 +363,8 @@ async function pipeline(db: Db, n: number, expectedRows: number): Promise<Pipeli
     for (const i of instances) if (args.profile) i.child.kill('SIGUSR2');
     const before = snapshot();
     const run = await startManualRun(
-      { db, coordination: co, log: ctx.log, instanceId: 'bench-e2e', leaseMs: ctx.config.identifyLeaseMs },
-      { partitionSize, maxPartitions: ctx.config.maxPartitionsPerProduct },
+      { db, coordination: co, log: ctx.log, instanceId: 'bench-e2e', leaseMs: ctx.config.identifyLeaseMs, definitions: await ctx.openDefinitions(db) },
+      { migration: FIXTURE_MIGRATION, partitionSize, maxPartitions: ctx.config.maxPartitions },
     );
     const deadline = Date.now() + timeoutS * 1000;
     let report = await getRunStatus(db.pool, run.runId);

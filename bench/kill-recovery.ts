@@ -21,7 +21,8 @@ import { createDb } from '../src/db.ts';
 import { startManualRun } from '../src/identification/identify.ts';
 import { silentLogger } from '../src/logger.ts';
 import { migrateToLatest } from '../src/migrate.ts';
-import { seed } from '../src/seed.ts';
+import { FIXTURE_DEFINITION, FIXTURE_MIGRATION, seed } from '../src/seed.ts';
+import { loadDefinitions } from '../src/definitions/load.ts';
 import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { benchArgs } from './args.ts';
@@ -39,6 +40,7 @@ const kills = wholeFlag('kills', args.kills, 1);
 const BIN = fileURLToPath(new URL('../bin/tranche.js', import.meta.url));
 const id = randomBytes(4).toString('hex');
 const env: Record<string, string> = {
+  TRANCHE_DEFINITIONS: FIXTURE_DEFINITION,
   DB_SCHEMA: `bench_kill_${id}`,
   REDIS_PREFIX: `bench-kill-${id}`,
   KAFKA_GROUP_ID: `bench-kill-${id}`,
@@ -72,7 +74,7 @@ function serve(instanceId: string, concurrency: number): Promise<ChildProcess> {
 
 async function owned(runId: number): Promise<{ partition: number; by: string; offset: number | null; produced: number; rows: number }[]> {
   const { rows } = await db.pool.query(
-    `SELECT p.id AS partition, t.picked_by AS by, p.offset_id AS offset, p.rows_produced AS produced, p.row_count AS rows
+    `SELECT p.id AS partition, t.picked_by AS by, p.offset_key AS offset, p.rows_produced AS produced, p.row_count AS rows
      FROM scheduled_tasks t JOIN partitions p ON p.id = t.task_instance::bigint WHERE t.picked AND p.run_id = $1`,
     [runId],
   );
@@ -119,14 +121,17 @@ const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: 'ben
 try {
   await migrateToLatest(db);
   await ensureTopics(stream, config);
-  await seed(db, { subscriptions: 40_000, products: 1, changed: 1 });
+  await seed(db, { rows: 40_000, groups: 1, changed: 1 });
   const measurements: { recoveryMs: number; tasks: number; twice: number }[] = [];
   for (let k = 1; k <= kills; k++) {
     if (k > 1) await db.pool.query('UPDATE products SET product_version = product_version + 1');
     const victim = await serve(`victim-${k}`, 2);
     children.push(victim);
     const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
-    const run = await startManualRun({ db, coordination: co, log, instanceId: 'bench', leaseMs: 10_000 }, { partitionSize: 10_000, maxPartitions: 100 });
+    const run = await startManualRun(
+      { db, coordination: co, log, instanceId: 'bench', leaseMs: 10_000, definitions: await loadDefinitions(db.pool, config.definitions) },
+      { migration: FIXTURE_MIGRATION, partitionSize: 10_000, maxPartitions: 100 },
+    );
     await co.close();
     // The victim takes two partitions; the survivor (started next) the other two, with two slots to spare.
     while ((await owned(run.runId)).filter((o) => o.by === `victim-${k}` && o.offset !== null).length < 2) await sleep(20);

@@ -14,7 +14,12 @@ export type MissedSlotPolicy = 'catch-up' | 'skip';
 export interface Config {
   /** DATABASE_URL: Postgres connection string. */
   readonly databaseUrl: string;
-  /** DB_SCHEMA: schema holding tranche's tables and the data to migrate. */
+  /**
+   * TRANCHE_DEFINITIONS: the migration definition files, comma-separated paths or glob
+   * patterns (relative to the working directory), e.g. `./migrations/tranche/*.ts`.
+   */
+  readonly definitions: readonly string[];
+  /** DB_SCHEMA: schema holding tranche's own tables (first on the search_path). */
   readonly dbSchema: string;
   /** DB_POOL_SIZE: connections per instance. */
   readonly dbPoolSize: number;
@@ -61,8 +66,8 @@ export interface Config {
   readonly cronMissed: MissedSlotPolicy;
   /** PARTITION_SIZE: target rows per partition. */
   readonly partitionSize: number;
-  /** MAX_PARTITIONS_PER_PRODUCT: cap; the partition size grows to respect it. */
-  readonly maxPartitionsPerProduct: number;
+  /** MAX_PARTITIONS: cap on partitions per group; the partition size grows to respect it. */
+  readonly maxPartitions: number;
   /**
    * PAGE_SIZE: rows per keyset page. A worker sends a page to Kafka, then saves the partition's
    * offset, so a crash produces at most one page again. Each page costs a query, a send and an
@@ -87,7 +92,7 @@ export interface Config {
    * instance through Redis; 0 means unlimited. A limit set at run time in Redis overrides it.
    */
   readonly throttleRowsPerSecond: number;
-  /** IDENTIFY_CONCURRENCY: products whose partitions are computed at once during identification. */
+  /** IDENTIFY_CONCURRENCY: groups whose partitions are computed at once during identification. */
   readonly identifyConcurrency: number;
   /** IDENTIFY_LEASE_MS: lease of the identifying instance; another takes over after it. */
   readonly identifyLeaseMs: number;
@@ -106,6 +111,7 @@ export interface Config {
 type Raw = Record<string, string | undefined>;
 
 const DEFAULTS = {
+  TRANCHE_DEFINITIONS: '',
   DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres',
   DB_SCHEMA: 'public',
   DB_POOL_SIZE: '10',
@@ -114,7 +120,7 @@ const DEFAULTS = {
   KAFKA_BROKERS: '127.0.0.1:9092',
   KAFKA_CLIENT_ID: 'tranche',
   KAFKA_GROUP_ID: 'tranche-appliers',
-  TOPIC_UPDATES: 'tranche.subscription-updates',
+  TOPIC_UPDATES: 'tranche.updates',
   TOPIC_DEAD_LETTERS: 'tranche.dead-letters',
   TOPIC_RUN_EVENTS: 'tranche.run-events',
   KAFKA_TOPIC_PARTITIONS: '6',
@@ -126,7 +132,7 @@ const DEFAULTS = {
   CRON_TIMEZONE: 'UTC',
   CRON_MISSED: 'catch-up',
   PARTITION_SIZE: '10000',
-  MAX_PARTITIONS_PER_PRODUCT: '1000',
+  MAX_PARTITIONS: '1000',
   PAGE_SIZE: '2500',
   WORKER_CONCURRENCY: '2',
   POLL_INTERVAL_MS: '2000',
@@ -156,6 +162,9 @@ const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
  * Throws {@link ConfigError} naming the first bad variable.
  */
 export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = {}): Config {
+  // The cap was named after the one migration's groups before definitions.
+  const renamed = Object.keys(env).find((name) => name.startsWith('MAX_PARTITIONS_PER_') && env[name]);
+  if (renamed) throw new ConfigError(renamed, 'was renamed MAX_PARTITIONS (per group of any definition); set that instead');
   const pick = (name: ConfigVariable): string => {
     const flag = overrides[name];
     if (flag !== undefined) return String(flag);
@@ -233,7 +242,9 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     throw new ConfigError('INSTANCE_ID', `must be 1-200 letters, digits, ".", ":", "@", "_" or "-" (got "${instanceId}")`);
   }
 
+  const definitions = pick('TRANCHE_DEFINITIONS').split(',').map((d) => d.trim()).filter(Boolean);
   return Object.freeze({
+    definitions: Object.freeze(definitions),
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     dbSchema,
     dbPoolSize: int('DB_POOL_SIZE', 2, 1000),
@@ -254,7 +265,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     cronTimezone,
     cronMissed,
     partitionSize: int('PARTITION_SIZE', 1, 100_000_000),
-    maxPartitionsPerProduct: int('MAX_PARTITIONS_PER_PRODUCT', 1, 1_000_000),
+    maxPartitions: int('MAX_PARTITIONS', 1, 1_000_000),
     pageSize: int('PAGE_SIZE', 1, 100_000),
     workerConcurrency: int('WORKER_CONCURRENCY', 1, 1000),
     pollIntervalMs: int('POLL_INTERVAL_MS', 10, 3_600_000),

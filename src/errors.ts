@@ -30,3 +30,8 @@ export class ServiceUnavailableError extends Error {
 export class FencedError extends Error {
   override name = 'FencedError';
 }
+
+/** A migration definition that cannot be used as written: exit code 2, nothing changed. */
+export class DefinitionError extends UserError {
+  override name = 'DefinitionError';
+}

@@ -7,33 +7,16 @@ import type { Generated } from 'kysely';
 export type RunStatus = 'identifying' | 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
 export type PartitionState = 'pending' | 'running' | 'completed' | 'failed';
 
-export interface ProductsTable {
-  product_key: string;
-  product_version: number;
-  migrated_version: number | null;
-  name: Generated<string>;
-  updated_at: Generated<string>;
-}
-
-export interface SubscriptionsTable {
-  id: Generated<number>;
-  product_key: string;
-  product_version: Generated<number>;
-  created_date: Generated<string>;
-  customer_ref: Generated<string>;
-  status: Generated<string>;
-  updated_at: Generated<string>;
-}
-
 export interface MigrationRunsTable {
   id: Generated<number>;
+  uid: Generated<string>;
   migration: string;
   trigger: 'manual' | 'cron';
   slot_key: string | null;
   status: RunStatus;
   partition_size: number;
   max_partitions: number;
-  product_filter: string[] | null;
+  group_filter: string[] | null;
   identify_owner: string | null;
   identify_lease_until: string | null;
   created_at: Generated<string>;
@@ -43,10 +26,10 @@ export interface MigrationRunsTable {
   last_error: string | null;
 }
 
-export interface RunProductsTable {
+export interface RunGroupsTable {
   run_id: number;
-  product_key: string;
-  product_version: number;
+  group_key: string;
+  target: string | null;
   identified: Generated<boolean>;
   partitions: Generated<number>;
   rows_total: Generated<number>;
@@ -55,15 +38,15 @@ export interface RunProductsTable {
 export interface PartitionsTable {
   id: Generated<number>;
   run_id: number;
-  product_key: string;
-  product_version: number;
+  group_key: string;
+  target: string | null;
   seq: number;
-  min_created_date: string;
-  min_id: number;
-  max_created_date: string;
-  max_id: number;
-  offset_date: string | null;
-  offset_id: number | null;
+  lower_pos: string;
+  lower_key: string;
+  upper_pos: string;
+  upper_key: string;
+  offset_pos: string | null;
+  offset_key: string | null;
   row_count: number;
   rows_produced: Generated<number>;
   rows_applied: Generated<number>;
@@ -73,6 +56,13 @@ export interface PartitionsTable {
   last_error: string | null;
   started_at: string | null;
   completed_at: string | null;
+  updated_at: Generated<string>;
+}
+
+export interface GroupProgressTable {
+  migration: string;
+  group_key: string;
+  target: string | null;
   updated_at: Generated<string>;
 }
 
@@ -114,10 +104,9 @@ export interface DeadLettersTable {
 }
 
 export interface Database {
-  products: ProductsTable;
-  subscriptions: SubscriptionsTable;
   migration_runs: MigrationRunsTable;
-  run_products: RunProductsTable;
+  run_groups: RunGroupsTable;
+  group_progress: GroupProgressTable;
   partitions: PartitionsTable;
   scheduled_tasks: ScheduledTasksTable;
   cron_slots: CronSlotsTable;

@@ -10,12 +10,34 @@
  * @example
  *   await seed(db, { subscriptions: 200_000, products: 20, changed: 5, reset: true });
  */
+import { fileURLToPath } from 'node:url';
 import { type Db, inTransaction } from './db.ts';
 import { UserError } from './errors.ts';
 
+/** The example definition that migrates this fixture, and its name. */
+export const FIXTURE_DEFINITION = fileURLToPath(new URL('../examples/subscription-version.ts', import.meta.url));
+export const FIXTURE_MIGRATION = 'subscription-version';
+
+/** One line on what a seed made, for the demo and `tranche seed`. */
+export function describeSeed(result: SeedResult, seconds?: number): string {
+  const fmt = (n: number) => n.toLocaleString('en-US');
+  return (
+    `seeded ${fmt(result.rows)} subscriptions over ${result.groups} products${seconds === undefined ? '' : ` in ${seconds.toFixed(1)} s`}; ` +
+    `${result.changedGroups.length} products have a new version, ${fmt(result.eligible)} subscriptions to migrate`
+  );
+}
+
+/** The SQL a user can run to check that no eligible subscription is left. */
+export function eligibleCheckSql(schema: string): string {
+  return `SELECT count(*) FROM ${schema}.subscriptions s JOIN ${schema}.products p USING (product_key) WHERE s.product_version < p.product_version`;
+}
+
 export interface SeedOptions {
-  subscriptions: number;
-  products: number;
+  /** Subscriptions to create. */
+  rows: number;
+  /** Products to create. */
+  groups: number;
+  /** Products that get a new version. */
   changed: number;
   /** Delete existing products, subscriptions and runs first. */
   reset?: boolean;
@@ -41,9 +63,12 @@ export interface SeedOptions {
 export type SeedLayout = 'shuffled' | 'chronological';
 
 export interface SeedResult {
-  products: number;
-  changedProducts: string[];
-  subscriptions: number;
+  /** Products. */
+  groups: number;
+  /** The products with a new version. */
+  changedGroups: string[];
+  /** Subscriptions. */
+  rows: number;
   eligible: number;
 }
 
@@ -52,18 +77,18 @@ export function productKey(n: number): string {
 }
 
 export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
-  const { subscriptions, products, changed } = options;
-  if (!Number.isSafeInteger(subscriptions) || subscriptions < 0) throw new UserError('--subscriptions must be a whole number, 0 or more');
-  if (!Number.isSafeInteger(products) || products < 1) throw new UserError('--products must be a whole number, 1 or more');
+  const { rows: subscriptions, groups: products, changed } = options;
+  if (!Number.isSafeInteger(subscriptions) || subscriptions < 0) throw new UserError('--rows must be a whole number, 0 or more');
+  if (!Number.isSafeInteger(products) || products < 1) throw new UserError('--groups must be a whole number, 1 or more');
   if (!Number.isSafeInteger(changed) || changed < 0 || changed > products) {
-    throw new UserError(`--changed must be a whole number from 0 to --products (${products})`);
+    throw new UserError(`--changed must be a whole number from 0 to --groups (${products})`);
   }
   const tieShare = options.tieShare ?? 0.15;
   let deferred: { indexname: string; indexdef: string }[] = [];
   await inTransaction(db.pool, async (client) => {
     if (options.reset) {
       await client.query(
-        'TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY',
+        'TRUNCATE subscriptions, products, partitions, run_groups, group_progress, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY',
       );
     }
     if (options.deferIndexes) {
@@ -81,10 +106,17 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
       Array.from({ length: changed }, (_, i) => keys[Math.floor((i * products) / Math.max(changed, 1))]!),
     );
     await client.query(
-      `INSERT INTO products (product_key, product_version, migrated_version, name)
-       SELECT k, v, 1, 'Product ' || k FROM unnest($1::text[], $2::integer[]) AS t(k, v)
+      `INSERT INTO products (product_key, product_version, name)
+       SELECT k, v, 'Product ' || k FROM unnest($1::text[], $2::integer[]) AS t(k, v)
        ON CONFLICT (product_key) DO UPDATE SET product_version = EXCLUDED.product_version, updated_at = now()`,
       [keys, keys.map((k) => (changedKeys.has(k) ? 2 : 1))],
+    );
+    // Every product was last migrated to version 1: identification then skips the unchanged
+    // ones without reading their subscriptions.
+    await client.query(
+      `INSERT INTO group_progress (migration, group_key, target) SELECT $1, k, '1' FROM unnest($2::text[]) AS t(k)
+       ON CONFLICT (migration, group_key) DO UPDATE SET target = '1', updated_at = now()`,
+      [FIXTURE_MIGRATION, keys],
     );
     const rowsSql = `SELECT ($2::text[])[1 + (g % $3)] AS product_key,
               CASE WHEN random() < $4
@@ -120,12 +152,15 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
      FROM subscriptions s JOIN products p USING (product_key)`,
   );
   const changedProducts = await db.pool.query<{ product_key: string }>(
-    'SELECT product_key FROM products WHERE product_version > coalesce(migrated_version, -1) ORDER BY 1',
+    `SELECT p.product_key FROM products p
+     WHERE NOT EXISTS (SELECT 1 FROM group_progress g WHERE g.migration = $1 AND g.group_key = p.product_key AND g.target = p.product_version::text)
+     ORDER BY 1`,
+    [FIXTURE_MIGRATION],
   );
   return {
-    products,
-    changedProducts: changedProducts.rows.map((r) => r.product_key),
-    subscriptions: rows[0]?.total ?? 0,
+    groups: products,
+    changedGroups: changedProducts.rows.map((r) => r.product_key),
+    rows: rows[0]?.total ?? 0,
     eligible: rows[0]?.eligible ?? 0,
   };
 }

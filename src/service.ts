@@ -15,6 +15,7 @@ import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
 import { createDb, type Db } from './db.ts';
+import { type Definitions, loadDefinitions } from './definitions/load.ts';
 import { ServiceUnavailableError } from './errors.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { type HttpServer, startHttpServer } from './http/server.ts';
@@ -43,6 +44,7 @@ export interface Service {
   readonly db: Db;
   readonly stream: StreamClient;
   readonly coordination: Coordination;
+  readonly definitions: Definitions;
   readonly completion: CompletionTracker;
   readonly executor: TaskExecutor;
   /** The port HTTP listens on, or null when HTTP is off. */
@@ -76,7 +78,15 @@ export async function startService(config: Config, log: Logger, options: Service
     await db.close();
     throw new ServiceUnavailableError(`cannot reach Postgres: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
-  if (options.migrate !== false) await migrateToLatest(db);
+  let definitions: Definitions;
+  try {
+    if (options.migrate !== false) await migrateToLatest(db);
+    definitions = await loadDefinitions(db.pool, config.definitions);
+  } catch (error) {
+    await Promise.allSettled([stream.disconnect(), coordination.close(), db.close()]);
+    throw error;
+  }
+  if (definitions.all.length === 0) log.warn('no migration definitions loaded (TRANCHE_DEFINITIONS is empty): this instance can run no migration');
   try {
     await ensureTopics(stream, config);
   } catch (error) {
@@ -114,6 +124,7 @@ export async function startService(config: Config, log: Logger, options: Service
     log,
     topicRunEvents: config.topicRunEvents,
     instanceId: config.instanceId,
+    definitions,
   });
 
   const executor = new TaskExecutor({
@@ -130,7 +141,7 @@ export async function startService(config: Config, log: Logger, options: Service
     },
     handler: async (task, control) => {
       const outcome = await processPartition(
-        { db, stream, log, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
+        { db, stream, log, definitions, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
         task,
         control,
       );
@@ -167,6 +178,7 @@ export async function startService(config: Config, log: Logger, options: Service
       stream,
       coordination,
       log,
+      definitions,
       topicDeadLetters: config.topicDeadLetters,
       onApplied: (e) => {
         metrics.rowsApplied.inc(e.changed);
@@ -201,7 +213,7 @@ export async function startService(config: Config, log: Logger, options: Service
     if (identifying.has(runId)) return;
     identifying.add(runId);
     try {
-      await identifyRun(identifyDepsFrom(config, db, coordination, log), runId);
+      await identifyRun(identifyDepsFrom(config, db, coordination, log, definitions), runId);
     } finally {
       identifying.delete(runId);
     }
@@ -225,21 +237,26 @@ export async function startService(config: Config, log: Logger, options: Service
   };
   const reconciler = setInterval(() => void tick(), config.reconcileIntervalMs);
 
-  const nightly =
-    (options.cron ?? config.cronEnabled)
-      ? startNightly({
-          db,
-          log,
-          instanceId: config.instanceId,
-          schedule: config.cronSchedule,
-          timezone: config.cronTimezone,
-          missed: config.cronMissed,
-          partitionSize: config.partitionSize,
-          maxPartitions: config.maxPartitionsPerProduct,
-          leaseMs: config.identifyLeaseMs,
-          identify,
-        })
-      : null;
+  // One nightly trigger per definition with a schedule (its own, or CRON_SCHEDULE).
+  const nightly = (options.cron ?? config.cronEnabled)
+    ? definitions.all
+        .filter((definition) => definition.definition.schedule !== null)
+        .map((definition) =>
+          startNightly({
+            db,
+            log,
+            instanceId: config.instanceId,
+            definition,
+            schedule: definition.definition.schedule ?? config.cronSchedule,
+            timezone: config.cronTimezone,
+            missed: config.cronMissed,
+            partitionSize: definition.definition.defaults?.partitionSize ?? config.partitionSize,
+            maxPartitions: definition.definition.defaults?.maxPartitions ?? config.maxPartitions,
+            leaseMs: config.identifyLeaseMs,
+            identify,
+          }),
+        )
+    : [];
 
   let server: HttpServer | null = null;
   if (options.http ?? config.httpPort > 0) {
@@ -266,6 +283,7 @@ export async function startService(config: Config, log: Logger, options: Service
     db,
     stream,
     coordination,
+    definitions,
     completion,
     executor,
     httpPort: server?.port ?? null,
@@ -275,7 +293,7 @@ export async function startService(config: Config, log: Logger, options: Service
       stopped ??= (async () => {
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
-        await nightly?.stop();
+        await Promise.all(nightly.map((n) => n.stop()));
         stopping = true;
         const drained = await executor.stop(graceMs);
         await Promise.race([consumerStarted, new Promise((r) => setTimeout(r, 2000).unref())]);

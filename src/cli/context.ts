@@ -6,6 +6,7 @@ import { type Config, type ConfigOverrides, loadConfig, processEnv } from '../co
 import { type ConsumerLag, consumerLag } from '../consumer/lag.ts';
 import { type Coordination, createCoordination } from '../coordination/redis.ts';
 import { createDb, type Db } from '../db.ts';
+import { type Definitions, loadDefinitions } from '../definitions/load.ts';
 import { ServiceUnavailableError } from '../errors.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { migrateToLatest } from '../migrate.ts';
@@ -15,6 +16,8 @@ export interface CommandContext {
   log: Logger;
   /** Opens Postgres (and applies migrations unless told not to). */
   openDb(options?: { migrate?: boolean }): Promise<Db>;
+  /** Loads and checks the definitions of TRANCHE_DEFINITIONS against this database. */
+  openDefinitions(db: Db): Promise<Definitions>;
   openCoordination(): Coordination;
   /** Lag of the applier consumer group on the updates topic. */
   consumerLag(): Promise<ConsumerLag>;
@@ -50,6 +53,9 @@ export function createContext(overrides: ConfigOverrides = {}, env: NodeJS.Proce
       }
       if (options.migrate !== false) await migrateToLatest(db);
       return db;
+    },
+    openDefinitions(db) {
+      return loadDefinitions(db.pool, config.definitions);
     },
     openCoordination() {
       const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, ServiceUnavailableError, UserError } from '../errors.ts';
 import { rerunCommand, runActionCommand } from './commands/control.ts';
+import { definitionsCommand, initCommand } from './commands/definitions.ts';
 import { demoCommand } from './commands/demo.ts';
 import { identifyCommand } from './commands/identify.ts';
 import { migrateCommand } from './commands/migrate.ts';
@@ -44,25 +45,40 @@ function buildProgram(): Command {
 
   program
     .command('seed')
-    .description('generate products and subscriptions (set-based, fast)')
-    .option('--subscriptions <n>', 'subscriptions to create', nonNegativeInt, 200_000)
-    .option('--products <n>', 'products to create', positiveInt, 20)
-    .option('--changed <n>', 'products that get a new version', nonNegativeInt, 5)
+    .description("generate the demo's fixture in DB_SCHEMA (set-based, fast; see examples/)")
+    .option('--rows <n>', 'rows to create', nonNegativeInt, 200_000)
+    .option('--groups <n>', 'groups to spread them over', positiveInt, 20)
+    .option('--changed <n>', 'groups that get a new target', nonNegativeInt, 5)
     .option('--seed <n>', 'random seed, for a reproducible data set', nonNegativeInt, 42)
-    .option('--reset', 'delete existing products, subscriptions and runs first')
+    .option('--reset', "delete the fixture's rows and every run first")
     .option('--json', 'print one JSON object')
     .action((opts) => withContext({}, (ctx) => seedCommand(ctx, opts)));
 
   program
     .command('identify')
-    .description('start a run now: find changed products, cut partitions, schedule one task per partition')
-    .option('--partition-size <n>', 'target rows per partition (default PARTITION_SIZE)', positiveInt)
-    .option('--max-partitions <n>', 'cap on partitions per product (default MAX_PARTITIONS_PER_PRODUCT)', positiveInt)
-    .option('--product <key>', 'only this product (repeatable)', collect)
-    .option('--force', 'start even while another run is active; its products are skipped')
-    .option('--dry-run', 'print the partitions it would create and write nothing')
+    .description('start a run of a definition now: find the groups with work, cut partitions, schedule one task per partition')
+    .option('--migration <name>', 'the definition to run (may be omitted when only one is loaded)')
+    .option('--partition-size <n>', "target rows per partition (default: the definition's, else PARTITION_SIZE)", positiveInt)
+    .option('--max-partitions <n>', "cap on partitions per group (default: the definition's, else MAX_PARTITIONS)", positiveInt)
+    .option('--group <key>', 'only this group (repeatable)', collect)
+    .option('--force', 'start even while another run of the definition is active; its groups are skipped')
+    .option('--allow-slow', 'start even though the index the walk needs is missing')
+    .option('--dry-run', 'print the partitions it would create and the SQL it would run, and write nothing')
     .option('--json', 'print one JSON object with runId')
     .action((opts) => withContext({}, (ctx) => identifyCommand(ctx, opts)));
+
+  program
+    .command('definitions')
+    .description('list the loaded migration definitions (TRANCHE_DEFINITIONS) and what each would touch')
+    .option('--json', 'print JSON')
+    .action((opts) => withContext({}, (ctx) => definitionsCommand(ctx, opts)));
+
+  program
+    .command('init')
+    .argument('<name>', 'the new definition name')
+    .option('--file <path>', 'where to write it (default migrations/tranche/NAME.ts)')
+    .description('write a commented starter migration definition to edit')
+    .action((name, opts) => initCommand(name, opts));
 
   program
     .command('serve')
@@ -131,9 +147,9 @@ function buildProgram(): Command {
   program
     .command('demo')
     .description('seed a data set, start service instances, run one migration and check the result')
-    .option('--subscriptions <n>', 'subscriptions to generate', positiveInt, 200_000)
-    .option('--products <n>', 'products', positiveInt, 20)
-    .option('--changed <n>', 'products with a new version', nonNegativeInt, 5)
+    .option('--rows <n>', 'rows of the fixture to generate', positiveInt, 200_000)
+    .option('--groups <n>', 'groups', positiveInt, 20)
+    .option('--changed <n>', 'groups with a new target', nonNegativeInt, 5)
     .option('--instances <n>', 'service instances to start', positiveInt, 3)
     .option('--partition-size <n>', 'rows per partition', positiveInt, 5000)
     .option('--timeout <seconds>', 'give up after this long', positiveInt, 600)

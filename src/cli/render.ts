@@ -5,7 +5,7 @@
  *   progressBar(30, 120, 10); // '██▌·······'
  */
 import type { PartitionView } from '../runs/partition-list.ts';
-import { productsOf } from '../runs/partition-list.ts';
+import { groupsOf } from '../runs/partition-list.ts';
 import type { RunStatusReport } from '../runs/run-store.ts';
 
 export const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -56,14 +56,15 @@ export function renderRunDetail(run: RunStatusReport, partitions: PartitionView[
   lines.push(`  dead letters ${run.deadLetters}`);
   if (run.completedAt) lines.push(`  completed   ${run.completedAt}`);
   if (run.lastError) lines.push(`  last error  ${run.lastError}`);
-  const products = productsOf(partitions);
-  if (products.length > 0) lines.push('', '  product                        version  partitions   rows applied');
-  for (const product of products) {
-    const name = product.productKey.length > 30 ? `${product.productKey.slice(0, 29)}…` : product.productKey;
+  const groups = groupsOf(partitions);
+  if (groups.length > 0) lines.push('', '  group                          target   partitions   rows applied');
+  for (const group of groups) {
+    const name = group.groupKey.length > 30 ? `${group.groupKey.slice(0, 29)}…` : group.groupKey;
+    const target = group.target ?? '-';
     lines.push(
-      `  ${JSON.stringify(name).padEnd(30)} v${String(product.productVersion).padEnd(7)} ` +
-        `${`${product.completed}/${product.partitions}`.padEnd(12)} ${bars ? `${progressBar(product.rows.applied, product.rows.total, 12)} ` : ''}` +
-        `${fmt(product.rows.applied)} / ${fmt(product.rows.total)}${product.failed > 0 ? `  (${product.failed} failed)` : ''}`,
+      `  ${JSON.stringify(name).padEnd(30)} ${(target.length > 8 ? `${target.slice(0, 7)}…` : target).padEnd(8)} ` +
+        `${`${group.completed}/${group.partitions}`.padEnd(12)} ${bars ? `${progressBar(group.rows.applied, group.rows.total, 12)} ` : ''}` +
+        `${fmt(group.rows.applied)} / ${fmt(group.rows.total)}${group.failed > 0 ? `  (${group.failed} failed)` : ''}`,
     );
   }
   const max = options.maxPartitions ?? 40;
@@ -71,14 +72,14 @@ export function renderRunDetail(run: RunStatusReport, partitions: PartitionView[
     .filter((x) => x.state !== 'completed' || x.lastError !== null)
     .sort((a, b) => (a.state === 'failed' ? -1 : 0) - (b.state === 'failed' ? -1 : 0));
   if (interesting.length > 0) {
-    lines.push('', `  ${'partition'.padEnd(10)} ${'product #'.padEnd(24)} ${'state'.padEnd(10)} ${'rows applied'.padEnd(18)} ${'rate, ETA'.padEnd(22)} ${'attempts'.padEnd(8)} last error`);
+    lines.push('', `  ${'partition'.padEnd(10)} ${'group #'.padEnd(24)} ${'state'.padEnd(10)} ${'rows applied'.padEnd(18)} ${'rate, ETA'.padEnd(22)} ${'attempts'.padEnd(8)} last error`);
   }
   const now = Date.now();
   for (const x of interesting.slice(0, max)) {
     const started = x.startedAt ? Date.parse(x.startedAt.replace(' ', 'T').replace(/\+00$/, 'Z')) : Number.NaN;
     const elapsed = Number.isNaN(started) ? 0 : (now - started) / 1000;
     const { rate: prate, eta: peta } = rateAndEta(x.rows.applied, x.rows.total, elapsed);
-    const name = x.productKey.length > 20 ? `${x.productKey.slice(0, 19)}…` : x.productKey;
+    const name = x.groupKey.length > 20 ? `${x.groupKey.slice(0, 19)}…` : x.groupKey;
     const speed = x.state === 'running' ? `${fmt(prate)}/s, ETA ${formatDuration(peta)}` : '';
     lines.push(
       `  ${String(x.id).padEnd(10)} ${`${name} #${x.seq}`.padEnd(24)} ${x.state.padEnd(10)} ` +

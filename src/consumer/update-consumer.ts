@@ -10,10 +10,12 @@
  */
 import type { Coordination } from '../coordination/redis.ts';
 import type { Db } from '../db.ts';
+import type { Definitions } from '../definitions/load.ts';
+import type { ResolvedDefinition } from '../definitions/resolve.ts';
 import type { Logger } from '../logger.ts';
 import { loadSql } from '../sql.ts';
 import type { IncomingBatch, StreamClient } from '../stream/kafka.ts';
-import { decodeUpdateRecordBytes, type RecordFields } from '../stream/update-record.ts';
+import { decodeUpdateRecord, type RecordFields } from '../stream/update-record.ts';
 
 export interface ApplierDeps {
   db: Db;
@@ -21,12 +23,14 @@ export interface ApplierDeps {
   coordination: Coordination | null;
   log: Logger;
   topicDeadLetters: string;
+  /** The definitions this instance applies records of; a record of another is a dead letter. */
+  definitions: Definitions;
   /** Most records applied by one statement. */
   chunkSize?: number;
   /** Called with a run whose counter reached zero (or was lost): it may be complete. */
   onRunMaybeDone(runId: number): void;
   /** Called after each applied chunk (metrics, tests). */
-  onApplied?(event: { records: number; changed: number; deadLetters: number }): void;
+  onApplied?(event: { migration: string; records: number; changed: number; deadLetters: number }): void;
 }
 
 interface DeadLetter {
@@ -38,142 +42,106 @@ interface DeadLetter {
   partitionId: number | null;
 }
 
-/**
- * A fetched batch's valid records as columns (index = the message's position in the batch):
- * a batch stays in memory while Postgres applies it, and numbers in typed arrays cost the
- * garbage collector nothing, where an object per record was copied by every young-generation
- * collection it outlived (docs/benchmarks.md).
- */
-export interface RecordColumns {
-  ids: Float64Array;
-  toVersions: Int32Array;
-  runIds: Float64Array;
-  partitionIds: Float64Array;
+/** The valid records of a batch for one definition, as columns (index = position in the batch). */
+interface RecordColumns {
+  keys: string[];
+  targets: (string | null)[];
+  runIds: number[];
+  partitionIds: number[];
+  carried: (string | null)[][];
+  /** Message index of each record. */
+  source: number[];
 }
 
 /**
- * A Postgres array literal of integers, built in one pass: node-postgres would quote and
- * escape every element of a JS array (5 % of an instance's CPU in a profile). Only for
- * validated integers.
+ * A Postgres text[] literal, built in one pass (node-postgres would walk the array with a
+ * generic serializer): every element quoted, `"` and `\` escaped, NULL for null.
  */
-export function integerArray(column: ArrayLike<number>, indexes: readonly number[]): string {
-  let text = '{';
-  for (let i = 0; i < indexes.length; i++) text += (i === 0 ? '' : ',') + column[indexes[i]!]!;
-  return `${text}}`;
-}
-
-/**
- * Keeps one record per row id, the one with the highest target version (ties: the latest in
- * the batch), and orders them by row id, so that one statement walks the primary key and the
- * table in order (7 % less Postgres CPU per row than Kafka's order, docs/benchmarks.md).
- * Takes indexes into the columns (and sorts that array in place); returns the kept ones.
- */
-export function latestPerRow(valid: number[], columns: Pick<RecordColumns, 'ids' | 'toVersions'>): number[] {
-  const { ids, toVersions } = columns;
-  valid.sort((a, b) => ids[a]! - ids[b]! || toVersions[a]! - toVersions[b]! || a - b);
-  const kept: number[] = [];
-  for (let i = 0; i < valid.length; i++) {
-    const index = valid[i]!;
-    const next = valid[i + 1];
-    if (next === undefined || ids[next] !== ids[index]) kept.push(index);
+export function textArray(values: readonly (string | null)[], indexes: readonly number[]): string {
+  let out = '{';
+  for (let i = 0; i < indexes.length; i++) {
+    const v = values[indexes[i]!]!;
+    if (i > 0) out += ',';
+    out += v === null ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`;
   }
-  return kept;
+  return `${out}}`;
+}
+
+/** An integer array literal (validated integers only). */
+export function integerArray(values: readonly number[], indexes: readonly number[]): string {
+  let out = '{';
+  for (let i = 0; i < indexes.length; i++) out += (i === 0 ? '' : ',') + values[indexes[i]!]!;
+  return `${out}}`;
+}
+
+/**
+ * Keeps one record per row key, the last one in the batch (a row's records share a Kafka
+ * partition, so the last is the newest), ordered by key (numeric keys by value) so that one
+ * statement walks the key index in order. Returns indexes into the columns.
+ */
+export function latestPerKey(columns: Pick<RecordColumns, 'keys'>, numeric: boolean): number[] {
+  const { keys } = columns;
+  const last = new Map<string, number>();
+  for (let i = 0; i < keys.length; i++) last.set(keys[i]!, i);
+  const kept = [...last.values()];
+  const compare = numeric
+    ? (a: string, b: string) => (a.length - b.length) || (a < b ? -1 : a > b ? 1 : 0)
+    : (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return kept.sort((a, b) => compare(keys[a]!, keys[b]!));
 }
 
 const text = (bytes: Buffer | null): string | null => (bytes === null ? null : bytes.toString('utf8'));
-
-/** The chunk's records whose row no longer exists, as dead letters. */
-async function missingRows(
-  db: Db,
-  chunk: readonly number[],
-  columns: RecordColumns,
-  messages: IncomingBatch['messages'],
-): Promise<DeadLetter[]> {
-  const gone = await db.pool.query<{ id: number }>(loadSql('find-missing-rows'), [integerArray(columns.ids, chunk)]);
-  const byId = new Map(chunk.map((index) => [columns.ids[index]!, index]));
-  return gone.rows.map(({ id }) => {
-    const index = byId.get(id);
-    const source = index === undefined ? undefined : messages[index];
-    return {
-      offset: source?.offset ?? '-1',
-      key: String(id),
-      value: source ? text(source.value) : null,
-      reason: 'row-not-found',
-      runId: index === undefined ? null : columns.runIds[index]!,
-      partitionId: index === undefined ? null : columns.partitionIds[index]!,
-    };
-  });
-}
+const NUMERIC_KEY = /^(bigint|integer|smallint)$/;
 
 export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Promise<void> {
   const chunkSize = deps.chunkSize ?? 5000;
-  const fields: RecordFields = { runId: 0, partitionId: 0, id: 0, fromVersion: 0, toVersion: 0 };
-  return async (batch) => {
+  const fields: RecordFields = { migration: null, runId: 0, partitionId: 0, key: '', target: null, carried: [] };
+  // Version 1 records name no migration: their run does (runs never change migration).
+  const runMigration = new Map<number, string | null>();
+  const migrationOf = async (runIds: number[]): Promise<void> => {
+    const missing = [...new Set(runIds)].filter((id) => !runMigration.has(id));
+    if (missing.length === 0) return;
+    const { rows } = await deps.db.pool.query<{ id: number; migration: string }>('SELECT id, migration FROM migration_runs WHERE id = ANY ($1::bigint[])', [missing]);
+    for (const id of missing) runMigration.set(id, rows.find((r) => r.id === id)?.migration ?? null);
+  };
+
+  /** Applies one definition's records of a batch, chunk by chunk; returns its dead letters. */
+  const applyRecords = async (definition: ResolvedDefinition, columns: RecordColumns, batch: IncomingBatch): Promise<DeadLetter[]> => {
     const { messages } = batch;
-    const columns: RecordColumns = {
-      ids: new Float64Array(messages.length),
-      toVersions: new Int32Array(messages.length),
-      runIds: new Float64Array(messages.length),
-      partitionIds: new Float64Array(messages.length),
-    };
-    const valid: number[] = [];
-    const dead: DeadLetter[] = [];
-    for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
-      const rejected = decodeUpdateRecordBytes(m.key, m.value, fields);
-      if (rejected) {
-        const { reason, runId, partitionId } = rejected;
-        dead.push({ offset: m.offset, key: text(m.key), value: text(m.value), reason, runId, partitionId });
-        continue;
-      }
-      columns.ids[i] = fields.id;
-      columns.toVersions[i] = fields.toVersion;
-      columns.runIds[i] = fields.runId;
-      columns.partitionIds[i] = fields.partitionId;
-      valid.push(i);
-    }
-    const unique = latestPerRow(valid, columns);
-    for (let start = 0; start < Math.max(unique.length, 1); start += chunkSize) {
+    const unique = latestPerKey(columns, NUMERIC_KEY.test(definition.key.type));
+    const letters: DeadLetter[] = [];
+    for (let start = 0; start < unique.length; start += chunkSize) {
       const chunk = unique.slice(start, start + chunkSize);
-      const chunkDead = start === 0 ? dead : [];
-      if (chunk.length === 0 && chunkDead.length === 0) break;
       // One statement applies the chunk and counts it on its partitions (one round trip, one
-      // transaction). Dead letters are recorded after it, before the caller commits the
-      // offsets: a crash in between replays the batch, which changes nothing and records the
-      // same dead letters once (they are unique per source offset).
+      // transaction).
+      const { rows } = await deps.db.pool.query<{ run_id: number; partition_id: number; n: number }>(definition.statements.apply, [
+        textArray(columns.keys, chunk),
+        textArray(columns.targets, chunk),
+        integerArray(columns.runIds, chunk),
+        integerArray(columns.partitionIds, chunk),
+        ...definition.carried.map((_, c) => textArray(chunk.map((i) => columns.carried[i]![c] ?? null), chunk.map((_, j) => j))),
+      ]);
       let changed = 0;
       const changedByRun = new Map<number, number>();
-      if (chunk.length > 0) {
-        const { rows } = await deps.db.pool.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
-          integerArray(columns.ids, chunk),
-          integerArray(columns.toVersions, chunk),
-          integerArray(columns.runIds, chunk),
-          integerArray(columns.partitionIds, chunk),
-        ]);
-        for (const row of rows) {
-          changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
-          changed += row.n;
-        }
+      for (const row of rows) {
+        changedByRun.set(row.run_id, (changedByRun.get(row.run_id) ?? 0) + row.n);
+        changed += row.n;
       }
-      let letters = chunkDead;
+      let missing: DeadLetter[] = [];
       try {
         // Only a chunk that changed fewer rows than it holds (a replay, or deleted rows) can
         // name rows that no longer exist.
-        if (chunk.length > changed) letters = [...chunkDead, ...(await missingRows(deps.db, chunk, columns, messages))];
-        if (letters.length > 0) {
-          await deps.db.pool.query(loadSql('record-dead-letters'), [
-            batch.topic,
-            batch.partition,
-            letters.map((d) => d.runId),
-            letters.map((d) => d.partitionId),
-            letters.map((d) => d.offset),
-            letters.map((d) => d.key),
-            letters.map((d) => d.reason),
-            letters.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
-          ]);
+        if (chunk.length > changed) {
+          const gone = await deps.db.pool.query<{ k: string }>(definition.statements.missing, [textArray(columns.keys, chunk)]);
+          const byKey = new Map(chunk.map((i) => [columns.keys[i]!, i]));
+          missing = gone.rows.map(({ k }) => {
+            const i = byKey.get(k)!;
+            const source = messages[columns.source[i]!];
+            return { offset: source?.offset ?? '-1', key: k, value: source ? text(source.value) : null, reason: 'row-not-found', runId: columns.runIds[i]!, partitionId: columns.partitionIds[i]! };
+          });
         }
       } finally {
-        // The changes are committed: count them down even when recording the dead letters
+        // The changes are committed: count them down even when looking for missing rows
         // failed, so that the counter never stays above what Postgres holds (the replay that
         // follows changes nothing and so counts down nothing).
         for (const [runId, n] of changedByRun) {
@@ -181,26 +149,84 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
           if (left === null || left <= 0) deps.onRunMaybeDone(runId);
         }
       }
-      if (letters.length > 0) {
-        await deps.stream.send(
-          deps.topicDeadLetters,
-          letters.map((d) => ({
-            key: d.key ?? '',
-            value: d.value ?? '',
-            headers: {
-              reason: d.reason,
-              'source-topic': batch.topic,
-              'source-partition': String(batch.partition),
-              'source-offset': d.offset,
-            },
-          })),
-        );
-        deps.log.warn({ count: letters.length, reasons: [...new Set(letters.map((d) => d.reason))] }, 'records sent to the dead-letter topic');
-      }
-      deps.onApplied?.({ records: chunk.length, changed, deadLetters: letters.length });
-      // The whole batch is always applied (a replay of it is harmless); after a rebalance the
-      // caller skips the offset commit, so the new owner re-reads it.
+      letters.push(...missing);
+      deps.onApplied?.({ migration: definition.name, records: chunk.length, changed, deadLetters: missing.length });
       await batch.heartbeat().catch(() => {});
     }
+    return letters;
+  };
+
+  return async (batch) => {
+    const { messages } = batch;
+    const dead: DeadLetter[] = [];
+    const decoded: { index: number; migration: string | null; runId: number; partitionId: number; key: string; target: string | null; carried: (string | null)[] }[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
+      const rejected = decodeUpdateRecord(m.key, m.value, fields);
+      if (rejected) {
+        dead.push({ offset: m.offset, key: text(m.key), value: text(m.value), ...rejected });
+        continue;
+      }
+      decoded.push({ index: i, ...fields });
+    }
+    const legacy = decoded.filter((r) => r.migration === null).map((r) => r.runId);
+    if (legacy.length > 0) await migrationOf(legacy);
+    const byDefinition = new Map<ResolvedDefinition, RecordColumns>();
+    for (const r of decoded) {
+      const name = r.migration ?? runMigration.get(r.runId) ?? null;
+      const definition = name === null ? undefined : deps.definitions.get(name);
+      const reject = (reason: string) => {
+        const m = messages[r.index]!;
+        dead.push({ offset: m.offset, key: text(m.key), value: text(m.value), reason, runId: r.runId, partitionId: r.partitionId });
+      };
+      if (!definition) {
+        reject(name === null ? 'unknown-run: no run has this id' : `unknown-migration: ${name} is not loaded by this instance`);
+        continue;
+      }
+      if (r.carried.length !== definition.carried.length) {
+        reject(`invalid-record: c must hold ${definition.carried.length} values for ${definition.name}`);
+        continue;
+      }
+      if ((r.target === null) !== (definition.group === null)) {
+        reject(`invalid-record: t must be ${definition.group ? 'a string' : 'null'} for ${definition.name}`);
+        continue;
+      }
+      let columns = byDefinition.get(definition);
+      if (!columns) {
+        columns = { keys: [], targets: [], runIds: [], partitionIds: [], carried: [], source: [] };
+        byDefinition.set(definition, columns);
+      }
+      columns.keys.push(r.key);
+      columns.targets.push(r.target);
+      columns.runIds.push(r.runId);
+      columns.partitionIds.push(r.partitionId);
+      columns.carried.push(r.carried);
+      columns.source.push(r.index);
+    }
+    for (const [definition, columns] of byDefinition) dead.push(...(await applyRecords(definition, columns, batch)));
+    if (dead.length === 0) return;
+    // Dead letters are recorded before the caller commits the offsets: a crash in between
+    // replays the batch, which changes nothing and records the same dead letters once (they
+    // are unique per source offset).
+    await deps.db.pool.query(loadSql('record-dead-letters'), [
+      batch.topic,
+      batch.partition,
+      dead.map((d) => d.runId),
+      dead.map((d) => d.partitionId),
+      dead.map((d) => d.offset),
+      dead.map((d) => d.key),
+      dead.map((d) => d.reason),
+      dead.map((d) => (d.value === null ? null : d.value.slice(0, 100_000))),
+    ]);
+    await deps.stream.send(
+      deps.topicDeadLetters,
+      dead.map((d) => ({
+        key: d.key ?? '',
+        value: d.value ?? '',
+        headers: { reason: d.reason, 'source-topic': batch.topic, 'source-partition': String(batch.partition), 'source-offset': d.offset },
+      })),
+    );
+    deps.log.warn({ count: dead.length, reasons: [...new Set(dead.map((d) => d.reason))] }, 'records sent to the dead-letter topic');
+    deps.onApplied?.({ migration: '', records: 0, changed: 0, deadLetters: dead.length });
   };
 }

@@ -6,10 +6,11 @@
  * partition is produced and no row of the run is still eligible. Safety net: `reconcile`
  * (every few seconds, in every instance) rebuilds lost counters from Postgres and tries
  * completion for runs whose counter is gone, at or below zero, or no longer moving.
- * The completion event is sent from an outbox (`completion_published`), keyed by run id and
+ * The completion event is sent from an outbox (`completion_published`), keyed by the run's uid and
  * carrying an `event-id` header: a consumer may receive it twice and can tell.
  */
 import { type Db, inTransaction } from '../db.ts';
+import type { Definitions } from '../definitions/load.ts';
 import type { Logger } from '../logger.ts';
 import { lockUnpublishedCompletion, markCompletionPublished, markRunFailedIfStuck, tryCompleteRun, unpublishedCompletions } from '../runs/run-store.ts';
 import type { StreamClient } from '../stream/kafka.ts';
@@ -22,14 +23,18 @@ export interface CompletionDeps {
   log: Logger;
   topicRunEvents: string;
   instanceId: string;
+  definitions: Definitions;
   /** Least time between two completion attempts of one run by this instance. */
   minAttemptIntervalMs?: number;
 }
 
 export interface RunCompletedEvent {
   type: 'run.completed';
+  /** `run-<uid>-completed`: the run's uid is unique across deployments sharing a Kafka cluster. */
   eventId: string;
   runId: number;
+  runUid: string;
+  migration: string;
   completedAt: string;
   rows: number;
 }
@@ -54,7 +59,7 @@ export class CompletionTracker {
     this.lastAttempt.set(runId, now);
     const attempt = (async () => {
       try {
-        const completed = await tryCompleteRun(this.deps.db, runId);
+        const completed = await tryCompleteRun(this.deps.db, this.deps.definitions, runId);
         if (completed) {
           this.deps.log.info({ runId }, 'run completed');
           await this.deps.coordination?.deleteOutstanding(runId).catch(() => {});
@@ -88,13 +93,15 @@ export class CompletionTracker {
         if (!run) return false;
         const event: RunCompletedEvent = {
           type: 'run.completed',
-          eventId: `run-${run.id}-completed`,
+          eventId: `run-${run.uid}-completed`,
           runId: run.id,
+          runUid: run.uid,
+          migration: run.migration,
           completedAt: run.completed_at,
           rows: run.rows_total,
         };
         await this.deps.stream.send(this.deps.topicRunEvents, [
-          { key: String(run.id), value: JSON.stringify(event), headers: { 'event-id': event.eventId, 'event-type': event.type } },
+          { key: run.uid, value: JSON.stringify(event), headers: { 'event-id': event.eventId, 'event-type': event.type } },
         ]);
         await markCompletionPublished(tx, run.id);
         return true;

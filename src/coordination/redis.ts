@@ -125,7 +125,7 @@ export function createCoordination(options: { redisUrl: string; prefix: string }
       let timer: NodeJS.Timeout | undefined;
       const waited = await Promise.race([subscribed, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), 2000)))]);
       clearTimeout(timer);
-      if (waited === 'timeout') log.warn('redis subscription not in place yet; polling until it is');
+      if (waited === 'timeout') log.warn('redis SUBSCRIBE not in place yet; polling until it is');
     },
     async ping() {
       try {

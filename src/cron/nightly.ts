@@ -6,15 +6,18 @@
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Db } from '../db.ts';
+import type { ResolvedDefinition } from '../definitions/resolve.ts';
 import { UserError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../runs/run-store.ts';
+import { createRun } from '../runs/run-store.ts';
 import { previousSlot, slotKey, slotTimeOf } from './slots.ts';
 
 export interface NightlyOptions {
   db: Db;
   log: Logger;
   instanceId: string;
+  /** The definition this trigger starts runs of (one trigger per scheduled definition). */
+  definition: ResolvedDefinition;
   schedule: string;
   timezone: string;
   missed: 'catch-up' | 'skip';
@@ -29,17 +32,17 @@ export type SlotOutcome = { fired: false } | { fired: true; runId: number | null
 
 /** Claims the slot and, for the one instance that wins it, creates the run. */
 export async function fireSlot(options: NightlyOptions, scheduled: Date): Promise<SlotOutcome> {
-  const key = slotKey(SUBSCRIPTION_MIGRATION, scheduled);
+  const migration = options.definition.name;
+  const key = slotKey(migration, scheduled);
   const { db, log } = options;
   const claimed = await db.pool.query(
     `INSERT INTO cron_slots (slot_key, migration, fired_by, outcome) VALUES ($1, $2, $3, 'claimed')
      ON CONFLICT (slot_key) DO NOTHING`,
-    [key, SUBSCRIPTION_MIGRATION, options.instanceId],
+    [key, migration, options.instanceId],
   );
   if (claimed.rowCount !== 1) return { fired: false };
   try {
-    const run = await createRun(db, {
-      migration: SUBSCRIPTION_MIGRATION,
+    const run = await createRun(db, options.definition, {
       trigger: 'cron',
       slotKey: key,
       partitionSize: options.partitionSize,
@@ -48,7 +51,7 @@ export async function fireSlot(options: NightlyOptions, scheduled: Date): Promis
       leaseMs: options.leaseMs,
     });
     await db.pool.query(`UPDATE cron_slots SET run_id = $2, outcome = 'run-created' WHERE slot_key = $1`, [key, run.runId]);
-    log.info({ slot: key, runId: run.runId, products: run.products.length }, 'nightly run created');
+    log.info({ slot: key, runId: run.runId, migration, groups: run.groups.length }, 'nightly run created');
     options.identify(run.runId).catch((error: unknown) => log.error({ runId: run.runId, err: String(error) }, 'identification failed'));
     return { fired: true, runId: run.runId, outcome: 'run-created' };
   } catch (error) {
@@ -68,7 +71,7 @@ export async function catchUpMissedSlot(options: NightlyOptions, now?: Date): Pr
   const { rows } = await options.db.pool.query<{ slot_key: string | null; now_ms: number }>(
     `SELECT (SELECT slot_key FROM cron_slots WHERE migration = $1 ORDER BY slot_key DESC LIMIT 1) AS slot_key,
             (extract(epoch FROM now()) * 1000)::float8 AS now_ms`,
-    [SUBSCRIPTION_MIGRATION],
+    [options.definition.name],
   );
   const lastKey = rows[0]?.slot_key;
   const last = lastKey ? slotTimeOf(lastKey) : null;
@@ -93,7 +96,7 @@ export function startNightly(options: NightlyOptions): NightlyHandle {
         options.log.error({ err: String(error) }, 'nightly trigger failed'),
       );
     },
-    { timezone: options.timezone, name: `tranche-${options.instanceId}`, noOverlap: false },
+    { timezone: options.timezone, name: `tranche-${options.definition.name}-${options.instanceId}`, noOverlap: false },
   );
   const caughtUp = catchUpMissedSlot(options).catch((error: unknown): SlotOutcome => {
     options.log.error({ err: String(error) }, 'catch-up check failed');

@@ -5,8 +5,8 @@
  * second name the same slot.
  *
  * @example
- *   slotKey('subscription-version', new Date('2026-01-01T02:00:00.004Z'));
- *   // 'subscription-version@2026-01-01T02:00:00Z'
+ *   slotKey('order-totals', new Date('2026-01-01T02:00:00.004Z'));
+ *   // 'order-totals@2026-01-01T02:00:00Z'
  */
 import { CronExpressionParser } from 'cron-parser';
 

@@ -1,42 +1,29 @@
 /**
- * Identification, the singleton phase: for each product of a run, cut its eligible
- * subscriptions into partitions with one query, then write the partitions and one task per
- * partition in one transaction. The run row carries a lease (database clock); every
- * product's transaction checks it, so an instance that lost the lease writes nothing, and
- * one that takes over simply goes on with the products not yet identified.
+ * Identification, the singleton phase: for each group of a run, cut its eligible rows into
+ * partitions with one query, then write the partitions and one task per partition in one
+ * transaction. The run row carries a lease (database clock); every
+ * group's transaction checks it, so an instance that lost the lease writes nothing, and
+ * one that takes over simply goes on with the groups not yet identified.
  *
  * @example
  *   const result = await identifyRun(deps, runId);  // { partitions: 40, rows: 400000 }
  */
-import type { QueryResultRow } from 'pg';
 import type { Config } from '../config.ts';
 import type { Coordination } from '../coordination/redis.ts';
 import { type Db, inTransaction, type Queryable } from '../db.ts';
+import type { Definitions } from '../definitions/load.ts';
+import type { ResolvedDefinition } from '../definitions/resolve.ts';
 import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { type CreatedRun, createRun, SUBSCRIPTION_MIGRATION, tryCompleteRun } from '../runs/run-store.ts';
-import { loadSql } from '../sql.ts';
+import { type CreatedRun, createRun, tryCompleteRun } from '../runs/run-store.ts';
 import { partitionTask, scheduleTasks } from '../tasks/task-store.ts';
 
+/** One partition: its inclusive bounds as (position, key) text, and its row count. */
 export interface PartitionBounds {
   seq: number;
-  minCreatedDate: string;
-  minId: number;
-  maxCreatedDate: string;
-  maxId: number;
+  lower: [pos: string, key: string];
+  upper: [pos: string, key: string];
   rowCount: number;
-}
-
-/** A row of a boundary statement (seq, min/max bounds, row_count) as {@link PartitionBounds}. */
-export function toBounds(r: QueryResultRow): PartitionBounds {
-  return {
-    seq: r.seq,
-    minCreatedDate: r.min_created_date,
-    minId: r.min_id,
-    maxCreatedDate: r.max_created_date,
-    maxId: r.max_id,
-    rowCount: r.row_count,
-  };
 }
 
 export interface IdentifyDeps {
@@ -45,28 +32,31 @@ export interface IdentifyDeps {
   log: Logger;
   instanceId: string;
   leaseMs: number;
-  /** Products identified at once (IDENTIFY_CONCURRENCY; default 2). */
+  definitions: Definitions;
+  /** Groups identified at once (IDENTIFY_CONCURRENCY; default 2). */
   concurrency?: number;
 }
 
 /**
- * The partitions of one product's eligible rows (product_version < targetVersion).
- * When the cap would leave an oversized last partition, the size grows so that the
- * partitions stay even: the total is known from the first pass, and the second pass
- * uses ceil(total / cap).
+ * The partitions of one group's eligible rows, in ONE statement: a single pass over the
+ * definition's index (migrations/0003's tranche_boundaries). When the cap would leave an
+ * oversized last partition, the size grows so that the partitions stay even: the total is
+ * known from the first pass, and the second pass uses ceil(total / cap).
  */
 export async function computeBoundaries(
   db: Queryable,
-  productKey: string,
-  targetVersion: number,
+  definition: ResolvedDefinition,
+  group: { key: string; target: string | null },
   partitionSize: number,
   maxPartitions: number,
-  /** The statement in `sql/`: the single-pass default, or the recursive walk (benchmarks, tests). */
-  statement: 'partition-boundaries' | 'partition-boundaries-walk' = 'partition-boundaries',
 ): Promise<PartitionBounds[]> {
+  const { boundaryRows, boundaryLast } = definition.statements;
   const run = async (size: number) => {
-    const { rows } = await db.query(loadSql(statement), [productKey, targetVersion, size, maxPartitions]);
-    return rows.map(toBounds);
+    const { rows } = await db.query<{ seq: number; lower_pos: string; lower_key: string; upper_pos: string; upper_key: string; row_count: number }>(
+      'SELECT * FROM tranche_boundaries($1, $2, $3, $4, $5, $6) ORDER BY seq',
+      [boundaryRows, boundaryLast, group.key, group.target, size, maxPartitions],
+    );
+    return rows.map((r) => ({ seq: r.seq, lower: [r.lower_pos, r.lower_key], upper: [r.upper_pos, r.upper_key], rowCount: r.row_count }) as PartitionBounds);
   };
   const first = await run(partitionSize);
   const last = first[first.length - 1];
@@ -101,16 +91,17 @@ export async function takeOverExpiredIdentifications(db: Queryable, instanceId: 
   return rows.map((r) => r.id);
 }
 
-/** Identifies every product of the run not identified yet, then moves the run to running. */
+/** Identifies every group of the run not identified yet, then moves the run to running. */
 export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ partitions: number; rows: number }> {
   const { db, log: baseLog, instanceId, leaseMs } = deps;
   const log = baseLog.child({ runId });
-  const run = await db.pool.query<{ partition_size: number; max_partitions: number }>(
-    'SELECT partition_size, max_partitions FROM migration_runs WHERE id = $1',
+  const run = await db.pool.query<{ partition_size: number; max_partitions: number; migration: string }>(
+    'SELECT partition_size, max_partitions, migration FROM migration_runs WHERE id = $1',
     [runId],
   );
   const settings = run.rows[0];
   if (!settings) throw new Error(`run ${runId} does not exist`);
+  const definition = deps.definitions.require(settings.migration);
   await deps.coordination?.initOutstanding(runId, 0).catch(() => false);
 
   let leaseLost = false;
@@ -127,14 +118,14 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
   let partitions = 0;
   let rows = 0;
   try {
-    const pending = await db.pool.query<{ product_key: string; product_version: number }>(
-      'SELECT product_key, product_version FROM run_products WHERE run_id = $1 AND NOT identified ORDER BY product_key',
+    const pending = await db.pool.query<{ group_key: string; target: string | null }>(
+      'SELECT group_key, target FROM run_groups WHERE run_id = $1 AND NOT identified ORDER BY group_key',
       [runId],
     );
-    const identifyProduct = async (product: { product_key: string; product_version: number }) => {
+    const identifyGroup = async (group: { group_key: string; target: string | null }) => {
       const started = performance.now();
-      const bounds = await computeBoundaries(db.pool, product.product_key, product.product_version, settings.partition_size, settings.max_partitions);
-      const productRows = bounds.reduce((sum, b) => sum + b.rowCount, 0);
+      const bounds = await computeBoundaries(db.pool, definition, { key: group.group_key, target: group.target }, settings.partition_size, settings.max_partitions);
+      const groupRows = bounds.reduce((sum, b) => sum + b.rowCount, 0);
       await inTransaction(db.pool, async (tx) => {
         const lease = await tx.query(
           `SELECT 1 FROM migration_runs WHERE id = $1 AND status = 'identifying' AND identify_owner = $2 FOR UPDATE`,
@@ -142,22 +133,21 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
         );
         if (lease.rowCount !== 1) throw new FencedError(`lost the identification lease of run ${runId}`);
         const inserted = await tx.query<{ id: number }>(
-          `INSERT INTO partitions (run_id, product_key, product_version, seq, min_created_date, min_id,
-                                   max_created_date, max_id, row_count)
-           SELECT $1, $2, $3, b.seq, b.min_d, b.min_i, b.max_d, b.max_i, b.n
-           FROM unnest($4::integer[], $5::timestamptz[], $6::bigint[], $7::timestamptz[], $8::bigint[], $9::bigint[])
-             AS b(seq, min_d, min_i, max_d, max_i, n)
-           ON CONFLICT (run_id, product_key, seq) DO NOTHING
+          `INSERT INTO partitions (run_id, group_key, target, seq, lower_pos, lower_key, upper_pos, upper_key, row_count)
+           SELECT $1, $2, $3, b.seq, b.lp, b.lk, b.up, b.uk, b.n
+           FROM unnest($4::integer[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+             AS b(seq, lp, lk, up, uk, n)
+           ON CONFLICT (run_id, group_key, seq) DO NOTHING
            RETURNING id`,
           [
             runId,
-            product.product_key,
-            product.product_version,
+            group.group_key,
+            group.target,
             bounds.map((b) => b.seq),
-            bounds.map((b) => b.minCreatedDate),
-            bounds.map((b) => b.minId),
-            bounds.map((b) => b.maxCreatedDate),
-            bounds.map((b) => b.maxId),
+            bounds.map((b) => b.lower[0]),
+            bounds.map((b) => b.lower[1]),
+            bounds.map((b) => b.upper[0]),
+            bounds.map((b) => b.upper[1]),
             bounds.map((b) => b.rowCount),
           ],
         );
@@ -166,33 +156,33 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
           inserted.rows.map((r) => partitionTask(runId, r.id)),
         );
         await tx.query(
-          `UPDATE run_products SET identified = true, partitions = $3, rows_total = $4
-           WHERE run_id = $1 AND product_key = $2`,
-          [runId, product.product_key, bounds.length, productRows],
+          `UPDATE run_groups SET identified = true, partitions = $3, rows_total = $4
+           WHERE run_id = $1 AND group_key = $2`,
+          [runId, group.group_key, bounds.length, groupRows],
         );
         await renewLease(tx, runId, instanceId, leaseMs);
       });
       partitions += bounds.length;
-      rows += productRows;
-      await deps.coordination?.addOutstanding(runId, productRows).catch(() => null);
+      rows += groupRows;
+      await deps.coordination?.addOutstanding(runId, groupRows).catch(() => null);
       await deps.coordination?.wake();
       log.info(
-        { product: product.product_key, partitions: bounds.length, rows: productRows, ms: Math.round(performance.now() - started) },
-        'product identified',
+        { group: group.group_key, partitions: bounds.length, rows: groupRows, ms: Math.round(performance.now() - started) },
+        'group identified',
       );
     };
-    // Products are independent: a few at a time keep both Postgres cores busy (the boundary
-    // query of one product runs while another's partitions are written). Each product's
+    // Groups are independent: a few at a time keep both Postgres cores busy (the boundary
+    // query of one group runs while another's partitions are written). Each group's
     // transaction still takes the run row's lease lock, so the writes stay fenced.
     const queue = [...pending.rows];
     let failure: unknown;
     const worker = async () => {
       while (failure === undefined) {
         if (leaseLost) failure = new FencedError(`lost the identification lease of run ${runId}`);
-        const product = queue.shift();
-        if (failure !== undefined || !product) return;
+        const group = queue.shift();
+        if (failure !== undefined || !group) return;
         try {
-          await identifyProduct(product);
+          await identifyGroup(group);
         } catch (error) {
           failure ??= error;
         }
@@ -213,7 +203,7 @@ export async function identifyRun(deps: IdentifyDeps, runId: number): Promise<{ 
   }
   log.info({ partitions, rows }, 'identification finished');
   // A run with nothing to do (or whose rows were all applied already) completes here.
-  await tryCompleteRun(db, runId);
+  await tryCompleteRun(db, deps.definitions, runId);
   return { partitions, rows };
 }
 
@@ -223,29 +213,31 @@ export function identifyDepsFrom(
   db: Db,
   coordination: Coordination | null,
   log: Logger,
+  definitions: Definitions,
 ): IdentifyDeps {
-  return { db, coordination, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency };
+  return { db, coordination, log, definitions, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, concurrency: config.identifyConcurrency };
 }
 
 /**
- * Starts a run now and identifies it in this process, holding the lease: what
- * `tranche identify` does (and the demo, the benchmarks and the chaos run).
+ * Starts a run of a definition now and identifies it in this process, holding the lease:
+ * what `tranche identify` does (and the demo, the benchmarks and the chaos run).
  *
  * @example
- *   const run = await startManualRun(deps, { partitionSize: 10000, maxPartitions: 1000 });
- *   // { runId: 7, products: [...], partitions: 40, rows: 400000 }
+ *   const run = await startManualRun(deps, { migration: 'order-totals', partitionSize: 10000, maxPartitions: 1000 });
+ *   // { runId: 7, groups: [...], partitions: 40, rows: 400000 }
  */
 export async function startManualRun(
   deps: IdentifyDeps,
-  options: { partitionSize: number; maxPartitions: number; productFilter?: string[] | null; force?: boolean },
+  options: { migration: string; partitionSize: number; maxPartitions: number; groupFilter?: string[] | null; force?: boolean; allowSlow?: boolean },
 ): Promise<CreatedRun & { partitions: number; rows: number }> {
-  const run = await createRun(deps.db, {
-    migration: SUBSCRIPTION_MIGRATION,
+  const definition = deps.definitions.require(options.migration);
+  const run = await createRun(deps.db, definition, {
     trigger: 'manual',
     partitionSize: options.partitionSize,
     maxPartitions: options.maxPartitions,
-    productFilter: options.productFilter ?? null,
+    groupFilter: options.groupFilter ?? null,
     force: options.force,
+    allowSlow: options.allowSlow,
     instanceId: deps.instanceId,
     leaseMs: deps.leaseMs,
   });

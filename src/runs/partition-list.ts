@@ -1,5 +1,5 @@
 /**
- * Partition listings for operators (CLI, HTTP API, dashboard): per partition and per product,
+ * Partition listings for operators (CLI, HTTP API, dashboard): per partition and per group,
  * rows done and total, attempts and the last error.
  *
  * @example
@@ -10,8 +10,8 @@ import type { PartitionState } from '../schema.ts';
 
 export interface PartitionView {
   id: number;
-  productKey: string;
-  productVersion: number;
+  groupKey: string;
+  target: string | null;
   seq: number;
   state: PartitionState;
   rows: { total: number; produced: number; applied: number };
@@ -19,12 +19,13 @@ export interface PartitionView {
   lastError: string | null;
   startedAt: string | null;
   completedAt: string | null;
-  bounds: { min: [string, number]; max: [string, number]; offset: [string, number] | null };
+  /** Inclusive (position, key) bounds and the produced offset, as Postgres prints them. */
+  bounds: { min: [string, string]; max: [string, string]; offset: [string, string] | null };
 }
 
-export interface ProductView {
-  productKey: string;
-  productVersion: number;
+export interface GroupView {
+  groupKey: string;
+  target: string | null;
   partitions: number;
   completed: number;
   failed: number;
@@ -39,17 +40,16 @@ export async function listPartitions(
   let query = db.kysely
     .selectFrom('partitions')
     .select([
-      'id', 'product_key', 'product_version', 'seq', 'state', 'row_count', 'rows_produced', 'rows_applied', 'attempts',
-      'last_error', 'started_at', 'completed_at', 'min_created_date', 'min_id', 'max_created_date', 'max_id', 'offset_date',
-      'offset_id',
+      'id', 'group_key', 'target', 'seq', 'state', 'row_count', 'rows_produced', 'rows_applied', 'attempts',
+      'last_error', 'started_at', 'completed_at', 'lower_pos', 'lower_key', 'upper_pos', 'upper_key', 'offset_pos', 'offset_key',
     ])
     .where('run_id', '=', runId);
   if (options.state) query = query.where('state', '=', options.state);
-  const rows = await query.orderBy('product_key').orderBy('seq').limit(options.limit ?? 10_000).execute();
+  const rows = await query.orderBy('group_key').orderBy('seq').limit(options.limit ?? 10_000).execute();
   return rows.map((r) => ({
     id: r.id,
-    productKey: r.product_key,
-    productVersion: r.product_version,
+    groupKey: r.group_key,
+    target: r.target,
     seq: r.seq,
     state: r.state,
     rows: { total: r.row_count, produced: r.rows_produced, applied: Math.min(r.rows_applied, r.row_count) },
@@ -58,20 +58,20 @@ export async function listPartitions(
     startedAt: r.started_at,
     completedAt: r.completed_at,
     bounds: {
-      min: [r.min_created_date, r.min_id],
-      max: [r.max_created_date, r.max_id],
-      offset: r.offset_id === null || r.offset_date === null ? null : [r.offset_date, r.offset_id],
+      min: [r.lower_pos, r.lower_key],
+      max: [r.upper_pos, r.upper_key],
+      offset: r.offset_pos === null || r.offset_key === null ? null : [r.offset_pos, r.offset_key],
     },
   }));
 }
 
-export function productsOf(partitions: PartitionView[]): ProductView[] {
-  const byKey = new Map<string, ProductView>();
+export function groupsOf(partitions: PartitionView[]): GroupView[] {
+  const byKey = new Map<string, GroupView>();
   for (const p of partitions) {
-    let v = byKey.get(p.productKey);
+    let v = byKey.get(p.groupKey);
     if (!v) {
-      v = { productKey: p.productKey, productVersion: p.productVersion, partitions: 0, completed: 0, failed: 0, rows: { total: 0, produced: 0, applied: 0 } };
-      byKey.set(p.productKey, v);
+      v = { groupKey: p.groupKey, target: p.target, partitions: 0, completed: 0, failed: 0, rows: { total: 0, produced: 0, applied: 0 } };
+      byKey.set(p.groupKey, v);
     }
     v.partitions++;
     if (p.state === 'completed') v.completed++;

@@ -75,7 +75,7 @@ async function resetPartitions(db: Db, co: Coordination | null, runId: number, p
       throw new UserError(`partition ${busy.rows.map((r) => r.task_instance).join(', ')} is running now; pause the run or wait`);
     }
     await tx.query(
-      `UPDATE partitions SET offset_date = NULL, offset_id = NULL, completed = false, state = 'pending',
+      `UPDATE partitions SET offset_pos = NULL, offset_key = NULL, completed = false, state = 'pending',
               attempts = 0, rows_produced = 0, last_error = NULL, completed_at = NULL, updated_at = now()
        WHERE id = ANY ($1::bigint[])`,
       [partitionIds],

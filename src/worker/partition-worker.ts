@@ -5,11 +5,12 @@
  * one page is produced again and a stale owner can write nothing.
  */
 import { type Db, inTransaction, type Queryable } from '../db.ts';
+import type { Definitions } from '../definitions/load.ts';
+import type { ResolvedDefinition } from '../definitions/resolve.ts';
 import { FencedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { markRunFailedIfStuck } from '../runs/run-store.ts';
 import type { RunStatus } from '../schema.ts';
-import { loadSql } from '../sql.ts';
 import { createRecordEncoder } from '../stream/update-record.ts';
 import type { OutgoingMessage, StreamClient } from '../stream/kafka.ts';
 import type { TaskControlState } from '../tasks/executor.ts';
@@ -24,6 +25,8 @@ export interface PartitionWorkerDeps {
   instanceId: string;
   pageSize: number;
   topicUpdates: string;
+  /** The definitions this instance can produce records of. */
+  definitions: Definitions;
   /** Current status of a run (may be cached for a moment). */
   runStatus(runId: number): Promise<RunStatus | null>;
   /**
@@ -32,20 +35,21 @@ export interface PartitionWorkerDeps {
    */
   throttle?(rows: number, shouldStop: () => boolean): Promise<boolean>;
   /** Called after each acknowledged page (metrics, tests). */
-  onPage?(event: { runId: number; partitionId: number; rows: number; lastId: number }): void;
+  onPage?(event: { runId: number; partitionId: number; migration: string; rows: number; lastKey: string }): void;
 }
 
 interface PartitionRow {
   id: number;
   run_id: number;
-  product_key: string;
-  product_version: number;
-  min_created_date: string;
-  min_id: number;
-  max_created_date: string;
-  max_id: number;
-  offset_date: string | null;
-  offset_id: number | null;
+  migration: string;
+  group_key: string;
+  target: string | null;
+  lower_pos: string;
+  lower_key: string;
+  upper_pos: string;
+  upper_key: string;
+  offset_pos: string | null;
+  offset_key: string | null;
   completed: boolean;
 }
 
@@ -67,9 +71,9 @@ function fenceParams(task: ClaimedTask, instanceId: string): [string, number, st
 
 async function loadPartition(db: Queryable, partitionId: number): Promise<PartitionRow | null> {
   const { rows } = await db.query<PartitionRow>(
-    `SELECT id, run_id, product_key, product_version, min_created_date, min_id, max_created_date, max_id,
-            offset_date, offset_id, completed
-     FROM partitions WHERE id = $1`,
+    `SELECT p.id, p.run_id, r.migration, p.group_key, p.target, p.lower_pos, p.lower_key, p.upper_pos, p.upper_key,
+            p.offset_pos, p.offset_key, p.completed
+     FROM partitions p JOIN migration_runs r ON r.id = p.run_id WHERE p.id = $1`,
     [partitionId],
   );
   return rows[0] ?? null;
@@ -83,13 +87,12 @@ export async function advanceOffset(
   db: Queryable,
   task: ClaimedTask,
   instanceId: string,
-  page: { partitionId: number; lastDate: string; lastId: number; rows: number },
+  page: { partitionId: number; lastPos: string; lastKey: string; rows: number },
 ): Promise<void> {
   const advanced = await db.query(
-    `UPDATE partitions SET offset_date = $5::timestamptz, offset_id = $6, rows_produced = rows_produced + $7,
-            updated_at = now()
+    `UPDATE partitions SET offset_pos = $5, offset_key = $6, rows_produced = rows_produced + $7, updated_at = now()
      WHERE id = $4 AND ${FENCE}`,
-    [...fenceParams(task, instanceId), page.partitionId, page.lastDate, page.lastId, page.rows],
+    [...fenceParams(task, instanceId), page.partitionId, page.lastPos, page.lastKey, page.rows],
   );
   if (advanced.rowCount !== 1) throw new FencedError(`task of partition ${page.partitionId} was taken over`);
 }
@@ -116,24 +119,23 @@ export async function completePartition(db: Db, task: ClaimedTask, instanceId: s
  * Builds a partition's update records page by page; a row that cannot make a valid record
  * fails the partition, naming the row.
  */
-function recordBuilder(partition: PartitionRow) {
+function recordBuilder(partition: PartitionRow, definition: ResolvedDefinition) {
   let encode: ReturnType<typeof createRecordEncoder>;
   try {
-    encode = createRecordEncoder({
-      runId: partition.run_id,
-      partitionId: partition.id,
-      productKey: partition.product_key,
-      toVersion: partition.product_version,
-    });
+    encode = createRecordEncoder({ migration: definition.name, runId: partition.run_id, partitionId: partition.id, target: partition.target });
   } catch (error) {
     throw new Error(`partition ${partition.id} cannot produce update records: ${String(error)}`, { cause: error });
   }
-  return (rows: { id: number; product_version: number }[]) =>
+  const carried = definition.carried.length;
+  return (rows: Record<string, string | null>[]) =>
     rows.map((row) => {
+      const key = row.k!;
+      const values: (string | null)[] = [];
+      for (let c = 0; c < carried; c++) values.push(row[`c${c}`] ?? null);
       try {
-        return { key: String(row.id), value: encode({ id: row.id, fromVersion: row.product_version }) };
+        return { key, value: encode(key, values) };
       } catch (error) {
-        throw new Error(`row ${row.id} cannot become an update record: ${String(error)}`, { cause: error });
+        throw new Error(`row ${key} cannot become an update record: ${String(error)}`, { cause: error });
       }
     });
 }
@@ -145,24 +147,25 @@ function recordBuilder(partition: PartitionRow) {
  */
 async function nextPage(
   db: Db,
+  definition: ResolvedDefinition,
   partition: PartitionRow,
-  afterDate: string,
-  afterId: number,
+  cursor: { pos: string; key: string; inclusive: boolean },
   pageSize: number,
   pageRecords: ReturnType<typeof recordBuilder>,
-): Promise<{ messages: OutgoingMessage[]; rows: number; lastDate: string; lastId: number } | null> {
-  const { rows } = await db.pool.query<{ id: number; created_date: string; product_version: number }>(loadSql('next-page'), [
-    partition.product_key,
-    partition.product_version,
-    afterDate,
-    afterId,
-    partition.max_created_date,
-    partition.max_id,
+): Promise<{ messages: OutgoingMessage[]; rows: number; lastPos: string; lastKey: string } | null> {
+  const statement = cursor.inclusive ? definition.statements.firstPage : definition.statements.nextPage;
+  const { rows } = await db.pool.query<Record<string, string | null>>(statement, [
+    partition.group_key,
+    partition.target,
+    cursor.pos,
+    cursor.key,
+    partition.upper_pos,
+    partition.upper_key,
     pageSize,
   ]);
   const last = rows[rows.length - 1];
   if (last === undefined) return null;
-  return { messages: pageRecords(rows), rows: rows.length, lastDate: last.created_date, lastId: last.id };
+  return { messages: pageRecords(rows), rows: rows.length, lastPos: last.p!, lastKey: last.k! };
 }
 
 /** Processes the partition of a claimed task until it is done, paused, cancelled or released. */
@@ -192,14 +195,17 @@ export async function processPartition(
       [...fenceParams(task, instanceId), partitionId],
     );
     if (marked.rowCount !== 1) throw new FencedError(`task of partition ${partitionId} is no longer ours`);
-    log.debug({ offsetId: partition.offset_id }, 'partition started');
+    log.debug({ offsetKey: partition.offset_key }, 'partition started');
   }
 
-  // Cursor: strictly after (offset) or, before the first page, just before the lower bound
-  // (min_id - 1 with the same created_date sorts immediately before (min_date, min_id)).
-  let afterDate = partition.offset_date ?? partition.min_created_date;
-  let afterId = partition.offset_id ?? partition.min_id - 1;
-  const pageRecords = recordBuilder(partition);
+  const definition = deps.definitions.get(partition.migration);
+  if (!definition) throw new Error(`migration ${partition.migration} is not loaded by this instance (TRANCHE_DEFINITIONS)`);
+  // Cursor: strictly after the offset or, before the first page, at the lower bound.
+  let cursor =
+    partition.offset_pos !== null && partition.offset_key !== null
+      ? { pos: partition.offset_pos, key: partition.offset_key, inclusive: false }
+      : { pos: partition.lower_pos, key: partition.lower_key, inclusive: true };
+  const pageRecords = recordBuilder(partition, definition);
   while (!partition.completed) {
     if (control.lost) throw new FencedError(`task of partition ${partitionId} was taken over`);
     if (control.stopping) {
@@ -218,14 +224,13 @@ export async function processPartition(
       return 'cancelled';
     }
     if (deps.throttle && !(await deps.throttle(deps.pageSize, () => control.stopping || control.lost))) continue;
-    const page = await nextPage(db, partition, afterDate, afterId, deps.pageSize, pageRecords);
+    const page = await nextPage(db, definition, partition, cursor, deps.pageSize, pageRecords);
     if (page === null) break;
-    const { rows, lastDate, lastId } = page;
+    const { rows, lastPos, lastKey } = page;
     await deps.stream.send(deps.topicUpdates, page.messages);
-    await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate, lastId, rows });
-    afterDate = lastDate;
-    afterId = lastId;
-    deps.onPage?.({ runId: partition.run_id, partitionId, rows, lastId });
+    await advanceOffset(db.pool, task, instanceId, { partitionId, lastPos, lastKey, rows });
+    cursor = { pos: lastPos, key: lastKey, inclusive: false };
+    deps.onPage?.({ runId: partition.run_id, partitionId, migration: definition.name, rows, lastKey });
     if (rows < deps.pageSize) break;
   }
 

@@ -17,7 +17,8 @@ import { startManualRun } from '../../src/identification/identify.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { migrateToLatest } from '../../src/migrate.ts';
 import { getRunStatus } from '../../src/runs/run-store.ts';
-import { countEligible, seed } from '../../src/seed.ts';
+import { countEligible, FIXTURE_DEFINITION, FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
+import { loadDefinitions } from '../../src/definitions/load.ts';
 import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../../src/cli/instances.ts';
@@ -64,6 +65,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const rnd = prng(options.seed);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
+    TRANCHE_DEFINITIONS: FIXTURE_DEFINITION,
     DB_SCHEMA: 'tranche_chaos',
     REDIS_PREFIX: 'tranche-chaos',
     KAFKA_GROUP_ID: 'tranche-chaos-appliers',
@@ -98,14 +100,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await ensureTopics(stream, config);
     await co.client.eval("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1", 0, `${config.redisPrefix}:*`);
     const products = 10;
-    const seeded = await seed(db, { subscriptions: options.rows, products, changed: products, reset: true, randomSeed: options.seed });
+    const seeded = await seed(db, { rows: options.rows, groups: products, changed: products, reset: true, randomSeed: options.seed });
     options.log(`chaos: seeded ${seeded.eligible.toLocaleString('en-US')} eligible subscriptions`);
 
     mkdirSync(LOG_DIR, { recursive: true });
     for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, `chaos-${i}`, LOG_DIR));
     const run = await startManualRun(
-      { db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs },
-      { partitionSize: options.partitionSize, maxPartitions: 1000 },
+      { db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, definitions: await loadDefinitions(db.pool, config.definitions) },
+      { migration: FIXTURE_MIGRATION, partitionSize: options.partitionSize, maxPartitions: 1000 },
     );
     options.log(`chaos: run ${run.runId} identified`);
 

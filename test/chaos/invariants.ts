@@ -52,19 +52,17 @@ export async function checkInvariants(input: {
   const cover = await q(
     `SELECT count(*)::int AS bad FROM (
        SELECT s.id FROM subscriptions s
-       JOIN run_products rp ON rp.run_id = $1 AND rp.product_key = s.product_key
-       LEFT JOIN partitions p ON p.run_id = $1 AND p.product_key = s.product_key
-         AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-         AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
+       JOIN run_groups rg ON rg.run_id = $1 AND rg.group_key = s.product_key
+       LEFT JOIN partitions p ON p.run_id = $1 AND p.group_key = s.product_key
+         AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
        GROUP BY s.id HAVING count(p.id) <> 1) x`,
     [runId],
   );
   const counted = await q(
     `SELECT count(*)::int AS bad FROM partitions p
      WHERE p.run_id = $1 AND p.row_count <> (
-       SELECT count(*) FROM subscriptions s WHERE s.product_key = p.product_key
-         AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-         AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id)))`,
+       SELECT count(*) FROM subscriptions s WHERE s.product_key = p.group_key
+         AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint))`,
     [runId],
   );
   check('I1 exact cover', cover.rows[0].bad === 0 && counted.rows[0].bad === 0,
@@ -88,13 +86,13 @@ export async function checkInvariants(input: {
     `${input.leftEligible} eligible rows left; ${applied.rows[0].n} rows changed for ${input.eligibleAtStart} eligible`);
 
   // I6: completed once, one completion event (a re-published duplicate carries the same event id).
-  const run = await q('SELECT status, completed_at, completion_published FROM migration_runs WHERE id = $1', [runId]);
+  const run = await q('SELECT status, uid, completed_at, completion_published FROM migration_runs WHERE id = $1', [runId]);
   const eventIds = new Map<string, number>();
   const events = await scanTopic(config.kafkaBrokers, config.topicRunEvents, ({ headers }) => {
     const id = headers['event-id'] ?? '(none)';
     eventIds.set(id, (eventIds.get(id) ?? 0) + 1);
   });
-  check('I6 complete once', run.rows[0]?.status === 'completed' && eventIds.size === 1 && eventIds.has(`run-${runId}-completed`),
+  check('I6 complete once', run.rows[0]?.status === 'completed' && eventIds.size === 1 && eventIds.has(`run-${run.rows[0]?.uid}-completed`),
     `status ${run.rows[0]?.status}, ${events.total} event(s) with ids ${[...eventIds.entries()].map(([k, n]) => `${k} x${n}`).join(', ') || 'none'}`);
 
   // I7: nothing lost: no failed partition, nothing valid in the dead letters.

@@ -1,12 +1,11 @@
 /**
- * The apply statement (sql/apply-updates.sql) against real Postgres: it changes rows and
+ * The apply statement generated from the reference definition, against real Postgres: it changes rows and
  * counts them on their partitions in one statement, so many batches applied at once over the
  * same partitions must neither deadlock nor miscount, and a replay must count nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seed } from '../../src/seed.ts';
-import { loadSql } from '../../src/sql.ts';
-import { createTestEnv, type TestEnv } from '../support/env.ts';
+import { FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
+import { createTestEnv, type TestEnv, testDefinitions } from '../support/env.ts';
 import { prng, shuffled } from '../support/prng.ts';
 import { startTestRun } from '../support/runs.ts';
 
@@ -28,11 +27,13 @@ describe('apply-updates statement', () => {
 
   async function apply(batch: Rec[]): Promise<{ run_id: number; partition_id: number; n: number }[]> {
     const sorted = [...batch].sort((a, b) => a.id - b.id);
-    const { rows } = await env.db.pool.query<{ run_id: number; partition_id: number; n: number }>(loadSql('apply-updates'), [
-      sorted.map((r) => r.id),
-      sorted.map((r) => r.toVersion),
+    const { statements } = (await testDefinitions(env)).require(FIXTURE_MIGRATION);
+    const { rows } = await env.db.pool.query<{ run_id: number; partition_id: number; n: number }>(statements.apply, [
+      sorted.map((r) => String(r.id)),
+      sorted.map((r) => String(r.toVersion)),
       sorted.map((r) => r.runId),
       sorted.map((r) => r.partitionId),
+      sorted.map(() => '1'),
     ]);
     return rows;
   }
@@ -46,14 +47,14 @@ describe('apply-updates statement', () => {
   }
 
   it('applies batches concurrently over the same partitions without deadlock, counting each row once', async () => {
-    await seed(env.db, { subscriptions: 6000, products: 3, changed: 3 });
+    await seed(env.db, { rows: 6000, groups: 3, changed: 3 });
     const runId = await startTestRun(env, 400);
     // Every eligible row as the producer would send it: its partition and target version.
     const { rows: records } = await env.db.pool.query<Rec>(
-      `SELECT s.id, p.product_version AS "toVersion", p.run_id AS "runId", p.id AS "partitionId"
-       FROM partitions p JOIN subscriptions s ON s.product_key = p.product_key
-        AND (s.created_date, s.id) BETWEEN (p.min_created_date, p.min_id) AND (p.max_created_date, p.max_id)
-       WHERE p.run_id = $1 AND s.product_version < p.product_version`,
+      `SELECT s.id, p.target::int AS "toVersion", p.run_id AS "runId", p.id AS "partitionId"
+       FROM partitions p JOIN subscriptions s ON s.product_key = p.group_key
+        AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
+       WHERE p.run_id = $1 AND s.product_version < p.target::int`,
       [runId],
     );
     const partitions = await appliedCounts(runId);
@@ -89,11 +90,11 @@ describe('apply-updates statement', () => {
   });
 
   it('counts a row on its partition even when the record names another run for it', async () => {
-    await seed(env.db, { subscriptions: 500, products: 1, changed: 1, reset: true });
+    await seed(env.db, { rows: 500, groups: 1, changed: 1, reset: true });
     const runId = await startTestRun(env, 1000);
     const { rows } = await env.db.pool.query<Rec>(
-      `SELECT s.id, p.product_version AS "toVersion", p.run_id AS "runId", p.id AS "partitionId"
-       FROM partitions p JOIN subscriptions s ON s.product_key = p.product_key
+      `SELECT s.id, p.target::int AS "toVersion", p.run_id AS "runId", p.id AS "partitionId"
+       FROM partitions p JOIN subscriptions s ON s.product_key = p.group_key
        WHERE p.run_id = $1 ORDER BY s.id LIMIT 3`,
       [runId],
     );

@@ -14,9 +14,9 @@ describe('tranche CLI (subprocess)', () => {
   const runsCount = async () => (await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs')).rows[0].n as number;
 
   it('seeds, identifies with --json, and reports status in the documented shape', async () => {
-    const seeded = await runCli(['seed', '--subscriptions', '2000', '--products', '4', '--changed', '2', '--json'], env.env);
+    const seeded = await runCli(['seed', '--rows', '2000', '--groups', '4', '--changed', '2', '--json'], env.env);
     expect(seeded.code, seeded.stderr).toBe(0);
-    expect(JSON.parse(seeded.stdout)).toMatchObject({ subscriptions: 2000, eligible: 1000 });
+    expect(JSON.parse(seeded.stdout)).toMatchObject({ rows: 2000, eligible: 1000 });
 
     const identified = await runCli(['identify', '--partition-size', '100', '--json'], env.env);
     expect(identified.code, identified.stderr).toBe(0);
@@ -46,21 +46,22 @@ describe('tranche CLI (subprocess)', () => {
     expect(dry.code, dry.stderr).toBe(0);
     const plan = JSON.parse(dry.stdout);
     expect(plan.dryRun).toBe(true);
-    expect(plan.products.length).toBeGreaterThan(0);
+    expect(plan.groups.length).toBeGreaterThan(0);
     expect(await runsCount()).toBe(before);
   });
 
   it.each([
     [['identify', '--partition-size', '0'], /partition-size.*1 or more/],
     [['identify', '--partition-size', 'abc'], /partition-size/],
-    [['identify', '--product', 'no-such-product'], /unknown product: "no-such-product"/],
+    [['identify', '--group', 'no-such-product'], /unknown group of subscription-version: "no-such-product"/],
+    [['identify', '--migration', 'nope'], /unknown migration "nope"; loaded: subscription-version/],
     [['status', '999999'], /run 999999 does not exist/],
     [['status', 'abc'], /run must be a positive whole number/],
     [['pause', '999999'], /run 999999 does not exist/],
     [['rerun', '--partition', '999999'], /partition 999999 does not exist/],
     [['rerun'], /exactly one of --partition/],
     [['frobnicate'], /unknown command/],
-    [['seed', '--changed', '9', '--products', '3'], /--changed must be/],
+    [['seed', '--changed', '9', '--groups', '3'], /--changed must be/],
   ])('rejects %j with one clear line, exit 2, nothing written', async (args, message) => {
     const before = await runsCount();
     const result = await runCli(args as string[], env.env);
@@ -83,7 +84,7 @@ describe('tranche CLI (subprocess)', () => {
   });
 
   it('prints help for every command', async () => {
-    for (const command of ['identify', 'serve', 'status', 'rerun', 'seed', 'demo', 'pause']) {
+    for (const command of ['identify', 'definitions', 'init', 'serve', 'status', 'rerun', 'seed', 'demo', 'pause']) {
       const result = await runCli([command, '--help'], env.env);
       expect(result.code, command).toBe(0);
       expect(result.stdout).toContain(`Usage: tranche ${command}`);

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRunStatus, tryCompleteRun } from '../../src/runs/run-store.ts';
-import { countEligible, seed } from '../../src/seed.ts';
-import { loadSql } from '../../src/sql.ts';
-import { createTestEnv, type TestEnv } from '../support/env.ts';
+import { countEligible, seed, FIXTURE_MIGRATION } from '../../src/seed.ts';
+import { createTestEnv, testDefinitions, type TestEnv } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
 
 interface PlanNode {
@@ -13,7 +12,8 @@ interface PlanNode {
 
 /** Times the subscriptions table was probed by one execution of remaining-eligible. */
 async function subscriptionProbes(env: TestEnv, runId: number): Promise<number> {
-  const { rows } = await env.db.pool.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${loadSql('remaining-eligible')}`, [runId]);
+  const { statements } = (await testDefinitions(env)).require(FIXTURE_MIGRATION);
+  const { rows } = await env.db.pool.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${statements.remaining}`, [runId]);
   let loops = 0;
   const walk = (node: PlanNode) => {
     if (node['Relation Name'] === 'subscriptions') loops += node['Actual Loops'] ?? 0;
@@ -33,7 +33,7 @@ describe('completion check', () => {
   });
 
   it('probes only partitions whose applied count is below their identified count, and completes once', async () => {
-    await seed(env.db, { subscriptions: 3000, products: 3, changed: 3 });
+    await seed(env.db, { rows: 3000, groups: 3, changed: 3 });
     const runId = await startTestRun(env, 250);
     const { rows: partitions } = await env.db.pool.query<{ id: number; row_count: number }>(
       'SELECT id, row_count FROM partitions WHERE run_id = $1 ORDER BY id',
@@ -45,8 +45,8 @@ describe('completion check', () => {
     // applier would count them (the held partition one short).
     const { rows: heldRow } = await env.db.pool.query<{ id: number }>(
       `SELECT s.id FROM subscriptions s JOIN partitions p ON p.id = $1
-       WHERE s.product_key = p.product_key AND (s.created_date, s.id) >= (p.min_created_date, p.min_id)
-         AND (s.created_date, s.id) <= (p.max_created_date, p.max_id)
+       WHERE s.product_key = p.group_key AND (s.created_date, s.id) >= (p.lower_pos::timestamptz, p.lower_key::bigint)
+         AND (s.created_date, s.id) <= (p.upper_pos::timestamptz, p.upper_key::bigint)
        ORDER BY s.created_date, s.id LIMIT 1`,
       [held!.id],
     );
@@ -63,15 +63,15 @@ describe('completion check', () => {
     );
     expect(await countEligible(env.db)).toBe(1);
 
-    expect(await tryCompleteRun(env.db, runId)).toBe(false);
+    expect(await tryCompleteRun(env.db, await testDefinitions(env), runId)).toBe(false);
 
     // The last row changes some other way (or was deleted): the probe finds nothing left.
     // Only the partition one short was probed; the others' counts vouch for them.
     await env.db.pool.query('UPDATE subscriptions SET product_version = product_version + 1 WHERE id = $1', [heldRow[0]!.id]);
     expect(await countEligible(env.db)).toBe(0);
     expect(await subscriptionProbes(env, runId)).toBe(1);
-    expect(await tryCompleteRun(env.db, runId)).toBe(true);
-    expect(await tryCompleteRun(env.db, runId)).toBe(false);
+    expect(await tryCompleteRun(env.db, await testDefinitions(env), runId)).toBe(true);
+    expect(await tryCompleteRun(env.db, await testDefinitions(env), runId)).toBe(false);
     expect((await getRunStatus(env.db.pool, runId))?.status).toBe('completed');
   });
 });

@@ -10,6 +10,7 @@ import { getRunStatus } from '../../src/runs/run-store.ts';
 import type { RunStatus } from '../../src/schema.ts';
 import { countEligible, seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
+import { SUBSCRIPTION_WITH_REF } from '../support/fixtures.ts';
 import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
@@ -20,10 +21,13 @@ const statusIs = (env: TestEnv, runId: number, wanted: RunStatus) => async () =>
   return s?.status === wanted ? s : null;
 };
 
-/** Makes a row of `productKey` poison: the `nth` eligible row in partition order gets a version no update record can carry. */
+/**
+ * Makes a row of `productKey` poison: the `nth` eligible row in partition order gets a
+ * customer_ref larger than a Kafka record may be (the test's definition carries it).
+ */
 async function poisonRow(env: TestEnv, productKey: string, nth: number): Promise<number> {
   const { rows } = await env.db.pool.query(
-    `UPDATE subscriptions SET product_version = -1
+    `UPDATE subscriptions SET customer_ref = repeat('x', 1100000)
      WHERE id = (SELECT id FROM subscriptions WHERE product_key = $1 ORDER BY created_date, id OFFSET $2 LIMIT 1)
      RETURNING id`,
     [productKey, nth],
@@ -35,7 +39,7 @@ describe('rerun of failed partitions', () => {
   let env: TestEnv;
   let services: Service[] = [];
   beforeAll(async () => {
-    env = await createTestEnv({ PAGE_SIZE: '50', MAX_ATTEMPTS: '2', RETRY_BASE_MS: '50' });
+    env = await createTestEnv({ PAGE_SIZE: '50', MAX_ATTEMPTS: '2', RETRY_BASE_MS: '50', TRANCHE_DEFINITIONS: SUBSCRIPTION_WITH_REF });
   });
   afterAll(async () => {
     await stopAll(services);
@@ -44,7 +48,7 @@ describe('rerun of failed partitions', () => {
   });
 
   it('rerun --partition resets one failed partition; rerun --failed the rest; then the run completes', async () => {
-    await seed(env.db, { subscriptions: 2000, products: 2, changed: 2 });
+    await seed(env.db, { rows: 2000, groups: 2, changed: 2 });
     // Poison rows in the middle of the first partition of each product: a few pages go out
     // (the offset moves) before the partition fails.
     const poisonA = await poisonRow(env, 'product-001', 120);
@@ -54,29 +58,29 @@ describe('rerun of failed partitions', () => {
     const failed = await waitFor(statusIs(env, runId, 'failed'), 30_000, 'the run to fail');
     expect(failed.partitions).toMatchObject({ total: 4, completed: 2, failed: 2 });
     const failedParts = (
-      await env.db.pool.query(`SELECT id, offset_id, rows_produced, row_count, last_error FROM partitions WHERE state = 'failed' ORDER BY product_key`)
+      await env.db.pool.query(`SELECT id, offset_key, rows_produced, row_count, last_error FROM partitions WHERE state = 'failed' ORDER BY group_key`)
     ).rows;
     expect(failedParts.map((p) => p.last_error)).toEqual([
       expect.stringContaining(`row ${poisonA} `),
       expect.stringContaining(`row ${poisonB} `),
     ]);
-    for (const p of failedParts) expect(p.offset_id).not.toBeNull(); // pages before the poison row went out
+    for (const p of failedParts) expect(p.offset_key).not.toBeNull(); // pages before the poison row went out
 
     // The operator fixes the first row and reruns its partition: the run runs again...
-    await env.db.pool.query('UPDATE subscriptions SET product_version = 1 WHERE id = $1', [poisonA]);
+    await env.db.pool.query(`UPDATE subscriptions SET customer_ref = 'fixed' WHERE id = $1`, [poisonA]);
     // (and the partition's very first row, applied long ago, was set back meanwhile: only a
     // walk from the lower bound, not from the old offset, migrates it again)
     const first = await env.db.pool.query(
       `UPDATE subscriptions s SET product_version = 1 FROM partitions p
-       WHERE p.id = $1 AND s.product_key = p.product_key AND (s.created_date, s.id) = (p.min_created_date, p.min_id) RETURNING s.id`,
+       WHERE p.id = $1 AND s.product_key = p.group_key AND (s.created_date, s.id) = (p.lower_pos::timestamptz, p.lower_key::bigint) RETURNING s.id`,
       [failedParts[0].id],
     );
     expect(first.rowCount).toBe(1);
     const eligibleInPartition = (
       await env.db.pool.query(
-        `SELECT count(*)::int AS n FROM subscriptions s JOIN partitions p ON s.product_key = p.product_key
-         WHERE p.id = $1 AND (s.created_date, s.id) BETWEEN (p.min_created_date, p.min_id) AND (p.max_created_date, p.max_id)
-           AND s.product_version < p.product_version`,
+        `SELECT count(*)::int AS n FROM subscriptions s JOIN partitions p ON s.product_key = p.group_key
+         WHERE p.id = $1 AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
+           AND s.product_version < p.target::int`,
         [failedParts[0].id],
       )
     ).rows[0].n as number;
@@ -90,7 +94,7 @@ describe('rerun of failed partitions', () => {
     await waitFor(statusIs(env, runId, 'failed'), 10_000, 'the run to be failed again');
 
     // Fix the other row; rerun every failed partition of the run.
-    await env.db.pool.query('UPDATE subscriptions SET product_version = 1 WHERE id = $1', [poisonB]);
+    await env.db.pool.query(`UPDATE subscriptions SET customer_ref = 'fixed' WHERE id = $1`, [poisonB]);
     expect(await rerunFailed(env.db, services[0]!.coordination, runId)).toEqual([failedParts[1].id]);
     const done = await waitFor(statusIs(env, runId, 'completed'), 30_000, 'the run to complete');
     expect(done.partitions).toMatchObject({ total: 4, completed: 4, failed: 0 });
@@ -104,7 +108,7 @@ describe('pause, resume and cancel', () => {
   let services: Service[] = [];
   beforeAll(async () => {
     env = await createTestEnv({ PAGE_SIZE: '50', WORKER_CONCURRENCY: '2', POLL_INTERVAL_MS: '5000' });
-    await seed(env.db, { subscriptions: 8000, products: 2, changed: 2 });
+    await seed(env.db, { rows: 8000, groups: 2, changed: 2 });
     services = await startInstances(env, 2);
     // Slow enough that the run is still going when the operator acts.
     await setThrottleLimit(services[0]!.coordination.client, env.config.redisPrefix, 1500);

@@ -62,7 +62,7 @@ interface Owned {
 
 async function ownedTasks(env: TestEnv, runId: number): Promise<Owned[]> {
   const { rows } = await env.db.pool.query(
-    `SELECT p.id AS "partitionId", t.picked_by AS "pickedBy", p.offset_id AS "offsetId", p.rows_produced AS "rowsProduced", p.row_count AS "rowCount"
+    `SELECT p.id AS "partitionId", t.picked_by AS "pickedBy", p.offset_key AS "offsetId", p.rows_produced AS "rowsProduced", p.row_count AS "rowCount"
      FROM scheduled_tasks t JOIN partitions p ON p.id = t.task_instance::bigint
      WHERE t.task_name = 'partition' AND t.picked AND p.run_id = $1`,
     [runId],
@@ -71,16 +71,16 @@ async function ownedTasks(env: TestEnv, runId: number): Promise<Owned[]> {
 }
 
 /** Update records on the topic per partition: [records, distinct rows]. */
-async function recordsPerPartition(env: TestEnv, runId: number, expectAtLeast: number): Promise<Map<number, { records: number; rows: Set<number> }>> {
+async function recordsPerPartition(env: TestEnv, runId: number, expectAtLeast: number): Promise<Map<number, { records: number; rows: Set<string> }>> {
   const messages = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, expectAtLeast, 30_000);
-  const byPartition = new Map<number, { records: number; rows: Set<number> }>();
+  const byPartition = new Map<number, { records: number; rows: Set<string> }>();
   for (const m of messages) {
-    const record = JSON.parse(m.value!) as { runId: number; partitionId: number; id: number };
-    if (record.runId !== runId) continue;
-    const entry = byPartition.get(record.partitionId) ?? { records: 0, rows: new Set<number>() };
+    const record = JSON.parse(m.value!) as { run: number; p: number; k: string };
+    if (record.run !== runId) continue;
+    const entry = byPartition.get(record.p) ?? { records: 0, rows: new Set<string>() };
     entry.records++;
-    entry.rows.add(record.id);
-    byPartition.set(record.partitionId, entry);
+    entry.rows.add(record.k);
+    byPartition.set(record.p, entry);
   }
   return byPartition;
 }
@@ -107,7 +107,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     const stream = createStreamClient({ brokers: env.config.kafkaBrokers, clientId: 'test' }, quietLog);
     await ensureTopics(stream, env.config);
     await stream.disconnect();
-    await seed(env.db, { subscriptions: 60_000, products: 6, changed: 3 });
+    await seed(env.db, { rows: 60_000, groups: 6, changed: 3 });
   });
   afterAll(async () => {
     for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -157,7 +157,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
         `an instance in the middle of a partition (kill ${k})`,
         20,
       ).catch(async (error: unknown) => {
-        const parts = (await env.db.pool.query('SELECT id, state, offset_id, rows_produced, row_count, attempts FROM partitions WHERE run_id = $1 ORDER BY id', [runId])).rows;
+        const parts = (await env.db.pool.query('SELECT id, state, offset_key, rows_produced, row_count, attempts FROM partitions WHERE run_id = $1 ORDER BY id', [runId])).rows;
         const tasks = (await env.db.pool.query('SELECT task_instance, picked, picked_by, execution_time, last_heartbeat, now() AS now FROM scheduled_tasks')).rows;
         const logs = instances.map((i) => `--- ${i.id}\n${i.log().split('\n').filter((l) => !l.includes('"level":30')).slice(-15).join('\n')}`).join('\n');
         throw new Error(`${String(error)}\n${JSON.stringify(parts)}\n${JSON.stringify(tasks)}\n${logs}`);
@@ -197,7 +197,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
       const s = await getRunStatus(env.db.pool, runId);
       return s?.status === 'completed' ? s : null;
     }, 60_000, 'the run to complete').catch(async (error: unknown) => {
-      const parts = (await env.db.pool.query('SELECT id, state, offset_id, rows_produced, rows_applied, row_count, attempts, last_error FROM partitions WHERE run_id = $1 ORDER BY id', [runId])).rows;
+      const parts = (await env.db.pool.query('SELECT id, state, offset_key, rows_produced, rows_applied, row_count, attempts, last_error FROM partitions WHERE run_id = $1 ORDER BY id', [runId])).rows;
       const tasks = (await env.db.pool.query('SELECT task_instance, picked, picked_by, version, execution_time, last_heartbeat, now() AS now FROM scheduled_tasks ORDER BY 1')).rows;
       const status = await getRunStatus(env.db.pool, runId);
       const logs = alive().map((i) => `--- ${i.id}\n${i.log().split('\n').filter((l) => !l.includes('rebalancing')).slice(-12).join('\n')}`).join('\n');
@@ -244,7 +244,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     await env.db.pool.query(`UPDATE products SET product_version = product_version + 1 WHERE product_key = 'product-001'`);
     const leaving = await startServe(env, 'drain-a', { ...slow, WORKER_CONCURRENCY: '2' });
     instances.push(leaving);
-    const runId = await startTestRun(env, 2500, { coordination: co, productFilter: ['product-001'] }); // 4 partitions
+    const runId = await startTestRun(env, 2500, { coordination: co, groupFilter: ['product-001'] }); // 4 partitions
     const before = await waitFor(
       async () => {
         const owned = (await ownedTasks(env, runId)).filter((o) => o.pickedBy === 'drain-a');
@@ -271,7 +271,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     const taken = await waitFor(
       async () => {
         const { rows } = await env.db.pool.query(
-          `SELECT p.id, p.offset_id, p.rows_produced, p.completed, t.picked_by
+          `SELECT p.id, p.offset_key, p.rows_produced, p.completed, t.picked_by
            FROM partitions p LEFT JOIN scheduled_tasks t ON t.task_name = 'partition' AND t.task_instance = p.id::text
            WHERE p.id = ANY ($1::bigint[])`,
           [released],
@@ -285,7 +285,7 @@ describe('instances killed and stopped in the middle of partitions (subprocesses
     expect(Date.now() - exitedAt).toBeLessThan(3000);
     for (const t of taken) {
       const b = before.find((x) => x.partitionId === t.id)!;
-      expect(t.offset_id).not.toBeNull();
+      expect(t.offset_key).not.toBeNull();
       expect(t.rows_produced).toBeGreaterThanOrEqual(b.rowsProduced);
     }
     // The operator lifts the throttle while the run is going; every instance follows.

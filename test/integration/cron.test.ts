@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catchUpMissedSlot, type NightlyOptions, startNightly } from '../../src/cron/nightly.ts';
 import { previousSlot, slotKey, slotTimeOf } from '../../src/cron/slots.ts';
 import { createDb } from '../../src/db.ts';
-import { SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
-import { seed } from '../../src/seed.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import type { ResolvedDefinition } from '../../src/definitions/resolve.ts';
+import { FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
+import { createTestEnv, quietLog, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
 import { deleteTestTopics } from '../support/services.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tranche.js', import.meta.url));
@@ -54,7 +54,7 @@ describe('nightly trigger: one run per slot (I2)', () => {
   });
 
   it('three instances on a per-second cron: exactly one slot row and at most one run per second', async () => {
-    await seed(env.db, { subscriptions: 600, products: 3, changed: 2 });
+    await seed(env.db, { rows: 600, groups: 3, changed: 2 });
     for (const name of ['a', 'b', 'c']) {
       processes.push(
         serve({ ...env.env, CRON_ENABLED: 'true', CRON_SCHEDULE: '* * * * * *', LOG_LEVEL: 'info', INSTANCE_ID: `cron-${name}` }),
@@ -103,15 +103,17 @@ describe('nightly trigger: one run per slot (I2)', () => {
       created.map((s) => ({ id: s.run_id, slot: s.slot_key, trigger: 'cron' })).sort((a, b) => a.id! - b.id!),
     );
     // The first run migrated the two changed products; later slots found nothing to do.
-    const first = await env.db.pool.query('SELECT count(*)::int AS n FROM run_products WHERE run_id = $1', [created[0]!.run_id]);
+    const first = await env.db.pool.query('SELECT count(*)::int AS n FROM run_groups WHERE run_id = $1', [created[0]!.run_id]);
     expect(first.rows[0].n).toBe(2);
   });
 });
 
 describe('nightly trigger: a slot missed while every instance was down', () => {
   let env: TestEnv;
+  let definition: ResolvedDefinition;
   beforeAll(async () => {
     env = await createTestEnv();
+    definition = (await testDefinitions(env)).require(FIXTURE_MIGRATION);
   });
   afterAll(async () => {
     await env.cleanup();
@@ -122,6 +124,7 @@ describe('nightly trigger: a slot missed while every instance was down', () => {
     db: env.db,
     log: quietLog,
     instanceId,
+    definition,
     schedule: SCHEDULE,
     timezone: 'UTC',
     missed,
@@ -135,20 +138,20 @@ describe('nightly trigger: a slot missed while every instance was down', () => {
 
   /** Records the slot before the latest one as fired, so the latest one is the missed slot. */
   async function recordEarlierSlot(): Promise<{ missedKey: string; earlierKey: string }> {
-    await env.db.pool.query('TRUNCATE cron_slots, run_products, migration_runs RESTART IDENTITY CASCADE');
+    await env.db.pool.query('TRUNCATE cron_slots, run_groups, migration_runs RESTART IDENTITY CASCADE');
     const nowMs = (await env.db.pool.query<{ ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms')).rows[0]!.ms;
     const missed = previousSlot(SCHEDULE, 'UTC', new Date(nowMs));
     const earlier = previousSlot(SCHEDULE, 'UTC', new Date(missed.getTime() - 1000));
-    const earlierKey = slotKey(SUBSCRIPTION_MIGRATION, earlier);
+    const earlierKey = slotKey(FIXTURE_MIGRATION, earlier);
     await env.db.pool.query(
       `INSERT INTO cron_slots (slot_key, migration, fired_by, fired_at, outcome) VALUES ($1, $2, 'gone', $3, 'run-created')`,
-      [earlierKey, SUBSCRIPTION_MIGRATION, earlier.toISOString()],
+      [earlierKey, FIXTURE_MIGRATION, earlier.toISOString()],
     );
-    return { missedKey: slotKey(SUBSCRIPTION_MIGRATION, missed), earlierKey };
+    return { missedKey: slotKey(FIXTURE_MIGRATION, missed), earlierKey };
   }
 
   it('catch-up: instances starting at once fire the missed slot once', async () => {
-    await seed(env.db, { subscriptions: 100, products: 2, changed: 1, reset: true });
+    await seed(env.db, { rows: 100, groups: 2, changed: 1, reset: true });
     const { missedKey, earlierKey } = await recordEarlierSlot();
     const identified: number[] = [];
     // Four instances, each with its own connection pool, as separate processes would have.
@@ -188,7 +191,7 @@ describe('nightly trigger: a slot missed while every instance was down', () => {
   });
 
   it('catch-up with no slot ever recorded fires nothing (a fresh install does not run at start)', async () => {
-    await env.db.pool.query('TRUNCATE cron_slots, run_products, migration_runs RESTART IDENTITY CASCADE');
+    await env.db.pool.query('TRUNCATE cron_slots, run_groups, migration_runs RESTART IDENTITY CASCADE');
     const identified: number[] = [];
     expect(await catchUpMissedSlot(options('a', 'catch-up', identified))).toEqual({ fired: false });
     const runs = await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs');

@@ -33,7 +33,7 @@ describe('dashboard in headless Chromium', () => {
   });
 
   it('shows the run and its partitions progressing, then completed', async () => {
-    await seed(env.db, { subscriptions: 48_000, products: 4, changed: 2 });
+    await seed(env.db, { rows: 48_000, groups: 4, changed: 2 });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`http://127.0.0.1:${services[0]!.httpPort}/`);
     await page.getByText('No run yet').waitFor();

@@ -38,7 +38,7 @@ describe('HTTP endpoints of serve', () => {
   });
 
   it('serves run and partition JSON, and metrics that a Prometheus parser reads', async () => {
-    await seed(env.db, { subscriptions: 2000, products: 4, changed: 2 });
+    await seed(env.db, { rows: 2000, groups: 4, changed: 2 });
     const runId = await startTestRun(env, 250, { coordination: services[0]!.coordination, maxPartitions: 100 });
     await waitFor(async () => (await getRunStatus(env.db.pool, runId))?.status === 'completed', 60_000, 'run completion');
 

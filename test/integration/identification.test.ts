@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.ts';
-import { computeBoundaries, identifyRun } from '../../src/identification/identify.ts';
-import { computeSampledBoundaries, type SampledPartitionBounds } from '../../src/identification/sampled-boundaries.ts';
-import { createRun, SUBSCRIPTION_MIGRATION } from '../../src/runs/run-store.ts';
-import { createTestEnv, quietLog, type TestEnv } from '../support/env.ts';
+import { identifyRun } from '../../src/identification/identify.ts';
+import type { Definitions } from '../../src/definitions/load.ts';
+import { createRun } from '../../src/runs/run-store.ts';
+import { FIXTURE_MIGRATION } from '../../src/seed.ts';
+import { createTestEnv, quietLog, type TestEnv, testDefinitions } from '../support/env.ts';
 import { prng } from '../support/prng.ts';
 
 const HOSTILE_KEYS = [
@@ -68,9 +69,8 @@ async function checkExactCover(env: TestEnv, runId: number): Promise<void> {
     `SELECT s.id, count(p.id) AS covering
      FROM subscriptions s
      JOIN products pr ON pr.product_key = s.product_key
-     LEFT JOIN partitions p ON p.run_id = $1 AND p.product_key = s.product_key
-       AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-       AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
+     LEFT JOIN partitions p ON p.run_id = $1 AND p.group_key = s.product_key
+       AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
      WHERE s.product_version < pr.product_version
      GROUP BY s.id
      HAVING count(p.id) <> 1`,
@@ -80,9 +80,8 @@ async function checkExactCover(env: TestEnv, runId: number): Promise<void> {
   const counts = await q.query(
     `SELECT p.id, p.row_count,
             (SELECT count(*) FROM subscriptions s
-             WHERE s.product_key = p.product_key AND s.product_version < p.product_version
-               AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-               AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
+             WHERE s.product_key = p.group_key AND s.product_version < p.target::int
+               AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
             ) AS actual
      FROM partitions p WHERE p.run_id = $1`,
     [runId],
@@ -91,63 +90,18 @@ async function checkExactCover(env: TestEnv, runId: number): Promise<void> {
   const bounds = await q.query(
     `SELECT p.id FROM partitions p
      WHERE p.run_id = $1 AND NOT EXISTS (
-       SELECT 1 FROM subscriptions s WHERE s.id = p.min_id AND s.created_date = p.min_created_date AND s.product_key = p.product_key)`,
+       SELECT 1 FROM subscriptions s WHERE s.id::text = p.lower_key AND s.created_date::text = p.lower_pos AND s.product_key = p.group_key)`,
     [runId],
   );
   expect(bounds.rows, 'bounds are real rows at full precision').toEqual([]);
 }
 
-/**
- * I1 for a list of bounds that is not in the partitions table (the sampled variant):
- * every eligible row of the listed products lies in exactly one of them, each bound is a
- * real eligible row; returns the actual row count of each partition, in list order.
- */
-async function checkCoverOfBounds(env: TestEnv, products: string[], bounds: SampledPartitionBounds[]): Promise<number[]> {
-  const q = env.db.pool;
-  const args = [
-    bounds.map((b) => b.productKey),
-    bounds.map((b) => b.minCreatedDate),
-    bounds.map((b) => b.minId),
-    bounds.map((b) => b.maxCreatedDate),
-    bounds.map((b) => b.maxId),
-  ];
-  const list = `unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::timestamptz[], $5::bigint[]) WITH ORDINALITY
-                AS p(product_key, min_created_date, min_id, max_created_date, max_id, n)`;
-  const uncovered = await q.query(
-    `SELECT s.id, count(p.n) AS covering
-     FROM subscriptions s
-     JOIN products pr ON pr.product_key = s.product_key
-     LEFT JOIN ${list} ON p.product_key = s.product_key
-       AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-       AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
-     WHERE s.product_version < pr.product_version AND s.product_key = ANY ($6::text[])
-     GROUP BY s.id
-     HAVING count(p.n) <> 1`,
-    [...args, products],
-  );
-  expect(uncovered.rows, 'every eligible row in exactly one sampled partition').toEqual([]);
-  const counts = await q.query<{ actual: number; real_lo: boolean; real_hi: boolean }>(
-    `SELECT (SELECT count(*) FROM subscriptions s JOIN products pr USING (product_key)
-             WHERE s.product_key = p.product_key AND s.product_version < pr.product_version
-               AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-               AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
-            )::int AS actual,
-            EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = p.min_id AND s.created_date = p.min_created_date AND s.product_key = p.product_key) AS real_lo,
-            EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = p.max_id AND s.created_date = p.max_created_date AND s.product_key = p.product_key) AS real_hi
-     FROM ${list} ORDER BY p.n`,
-    args,
-  );
-  for (const r of counts.rows) {
-    expect(r.real_lo && r.real_hi, 'sampled bounds are real rows').toBe(true);
-    expect(r.actual, 'no empty sampled partition').toBeGreaterThan(0);
-  }
-  return counts.rows.map((r) => r.actual);
-}
-
 describe('identification', () => {
   let env: TestEnv;
+  let definitions: Definitions;
   beforeAll(async () => {
     env = await createTestEnv();
+    definitions = await testDefinitions(env);
   });
   afterAll(async () => {
     await env.cleanup();
@@ -155,28 +109,26 @@ describe('identification', () => {
 
   for (const seed of [1, 2, 3, 4, 5]) {
     it(`partitions cover exactly the eligible rows (I1), data set seed ${seed}`, async () => {
-      await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
+      await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_groups, group_progress, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
       const data = makeDataset(seed);
       await load(env, data, seed);
       const size = [50, 97, 200, 333, 1000][seed - 1]!;
-      const run = await createRun(env.db, {
-        migration: SUBSCRIPTION_MIGRATION,
-        trigger: 'manual',
+      const run = await createRun(env.db, definitions.require(FIXTURE_MIGRATION), { trigger: 'manual',
         partitionSize: size,
         maxPartitions: 1000,
         instanceId: 'test',
         leaseMs: 10_000,
       });
-      await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
+      await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000, definitions }, run.runId);
       await checkExactCover(env, run.runId);
 
-      const products = new Set(run.products.map((p) => p.productKey));
+      const products = new Set(run.groups.map((g) => g.groupKey));
       expect(products.has('empty')).toBe(false);
       expect(products.has('all-migrated')).toBe(false);
       expect(products.has('single-row')).toBe(true);
       // Sizes: every partition but each product's last holds exactly the target.
       const { rows } = await env.db.pool.query(
-        `SELECT product_key, seq, row_count, max(seq) OVER (PARTITION BY product_key) AS last FROM partitions WHERE run_id = $1`,
+        `SELECT group_key, seq, row_count, max(seq) OVER (PARTITION BY group_key) AS last FROM partitions WHERE run_id = $1`,
         [run.runId],
       );
       for (const p of rows) {
@@ -187,101 +139,57 @@ describe('identification', () => {
       // One task per partition.
       const tasks = await env.db.pool.query(`SELECT count(*) AS n FROM scheduled_tasks WHERE task_data->>'runId' = $1`, [String(run.runId)]);
       expect(tasks.rows[0].n).toBe(rows.length);
-      // Differential check: the recursive walk (a different algorithm) cuts the same partitions.
-      for (const p of run.products) {
-        const stored = await env.db.pool.query(
-          `SELECT seq, min_created_date::text AS lo_d, min_id AS lo_i, max_created_date::text AS hi_d, max_id AS hi_i, row_count
-           FROM partitions WHERE run_id = $1 AND product_key = $2 ORDER BY seq`,
-          [run.runId, p.productKey],
-        );
-        const walked = await computeBoundaries(env.db.pool, p.productKey, p.productVersion, size, 1000, 'partition-boundaries-walk');
-        expect(walked.map((b) => ({ seq: b.seq, lo_d: b.minCreatedDate, lo_i: b.minId, hi_d: b.maxCreatedDate, hi_i: b.maxId, row_count: b.rowCount })))
-          .toEqual(stored.rows);
-      }
     });
   }
-
-  for (const seed of [1, 2, 3]) {
-    it(`sampled boundaries cover exactly the eligible rows (I1) whatever the sample, seed ${seed}`, async () => {
-      await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
-      const data = makeDataset(seed);
-      await load(env, data, seed);
-      const products = data.products.map((p) => ({ productKey: p.key, targetVersion: p.version }));
-      const keys = products.map((p) => p.productKey);
-      for (const [size, percent] of [[50, 100], [97, 35], [30, 5], [200, 0.5]] as const) {
-        const bounds = await computeSampledBoundaries(env.db.pool, products, size, 1000, percent);
-        const actual = await checkCoverOfBounds(env, keys, bounds);
-        expect(new Set(bounds.map((b) => b.productKey)).has('empty')).toBe(false);
-        expect(new Set(bounds.map((b) => b.productKey)).has('all-migrated')).toBe(false);
-        if (percent === 100) {
-          // The whole table sampled: sizes are exact, the estimates too.
-          expect(bounds.map((b) => b.rowCount)).toEqual(actual);
-          const last = new Map(bounds.map((b) => [b.productKey, b.seq]));
-          bounds.forEach((b, i) => {
-            if (b.seq < last.get(b.productKey)!) expect(actual[i]).toBe(size);
-            else expect(actual[i]).toBeLessThanOrEqual(size);
-          });
-        }
-      }
-    });
-  }
-
-  it('sampled boundaries respect the partition cap', async () => {
-    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
-    await load(env, { products: [{ key: 'capped', version: 2, rows: 1000, tieShare: 0.3, migratedShare: 0 }] }, 9);
-    const bounds = await computeSampledBoundaries(env.db.pool, [{ productKey: 'capped', targetVersion: 2 }], 10, 4, 100);
-    expect(await checkCoverOfBounds(env, ['capped'], bounds)).toEqual([250, 250, 250, 250]);
-  });
 
   it('ends exactly on the last row when the eligible rows are a multiple of the size, or one more', async () => {
-    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
+    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_groups, group_progress, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
     await load(env, { products: [
       { key: 'exact', version: 2, rows: 300, tieShare: 0.5, migratedShare: 0 },
       { key: 'one-more', version: 2, rows: 301, tieShare: 0.5, migratedShare: 0 },
     ] }, 13);
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', partitionSize: 100, maxPartitions: 3, instanceId: 'test', leaseMs: 10_000,
+    const run = await createRun(env.db, definitions.require(FIXTURE_MIGRATION), { trigger: 'manual', partitionSize: 100, maxPartitions: 3, instanceId: 'test', leaseMs: 10_000,
     });
-    await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
-    const { rows } = await env.db.pool.query('SELECT product_key, row_count FROM partitions WHERE run_id = $1 ORDER BY product_key, seq', [run.runId]);
+    await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000, definitions }, run.runId);
+    const { rows } = await env.db.pool.query('SELECT group_key, row_count FROM partitions WHERE run_id = $1 ORDER BY group_key, seq', [run.runId]);
     // 'one-more' hits the cap of 3: its last partition runs to the end (101 rows, within +10%).
-    expect(rows.map((r) => `${r.product_key}:${r.row_count}`)).toEqual(['exact:100', 'exact:100', 'exact:100', 'one-more:100', 'one-more:100', 'one-more:101']);
+    expect(rows.map((r) => `${r.group_key}:${r.row_count}`)).toEqual(['exact:100', 'exact:100', 'exact:100', 'one-more:100', 'one-more:100', 'one-more:101']);
     await checkExactCover(env, run.runId);
   });
 
   it('respects the partition cap by growing the partition size', async () => {
-    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
+    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_groups, group_progress, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
     await load(env, { products: [{ key: 'capped', version: 2, rows: 1000, tieShare: 0.3, migratedShare: 0 }] }, 9);
-    const run = await createRun(env.db, {
-      migration: SUBSCRIPTION_MIGRATION, trigger: 'manual', partitionSize: 10, maxPartitions: 4, instanceId: 'test', leaseMs: 10_000,
+    const run = await createRun(env.db, definitions.require(FIXTURE_MIGRATION), { trigger: 'manual', partitionSize: 10, maxPartitions: 4, instanceId: 'test', leaseMs: 10_000,
     });
-    await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000 }, run.runId);
+    await identifyRun({ db: env.db, coordination: null, log: quietLog, instanceId: 'test', leaseMs: 10_000, definitions }, run.runId);
     const { rows } = await env.db.pool.query('SELECT row_count FROM partitions WHERE run_id = $1 ORDER BY seq', [run.runId]);
     expect(rows.map((r) => r.row_count)).toEqual([250, 250, 250, 250]);
     await checkExactCover(env, run.runId);
   });
 
   it('refuses a second start while a run is active, and --force skips its products', async () => {
-    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_products, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
+    await env.db.pool.query('TRUNCATE subscriptions, products, partitions, run_groups, group_progress, scheduled_tasks, migration_runs RESTART IDENTITY CASCADE');
     await load(env, { products: [
       { key: 'a', version: 2, rows: 20, tieShare: 0, migratedShare: 0 },
       { key: 'b', version: 2, rows: 20, tieShare: 0, migratedShare: 0 },
     ] }, 11);
-    const base = { migration: SUBSCRIPTION_MIGRATION, trigger: 'manual' as const, partitionSize: 10, maxPartitions: 100, instanceId: 'test', leaseMs: 10_000 };
-    const first = await createRun(env.db, { ...base, productFilter: ['a'] });
-    await expect(createRun(env.db, base)).rejects.toThrow(UserError);
+    const fixture = definitions.require(FIXTURE_MIGRATION);
+    const base = { trigger: 'manual' as const, partitionSize: 10, maxPartitions: 100, instanceId: 'test', leaseMs: 10_000 };
+    const first = await createRun(env.db, fixture, { ...base, groupFilter: ['a'] });
+    await expect(createRun(env.db, fixture, base)).rejects.toThrow(UserError);
     const runsBefore = await env.db.pool.query('SELECT count(*) AS n FROM migration_runs');
     expect(runsBefore.rows[0].n).toBe(1);
-    const forced = await createRun(env.db, { ...base, force: true });
-    expect(forced.products.map((p) => p.productKey)).toEqual(['b']);
-    expect(first.products.map((p) => p.productKey)).toEqual(['a']);
+    const forced = await createRun(env.db, fixture, { ...base, force: true });
+    expect(forced.groups.map((g) => g.groupKey)).toEqual(['b']);
+    expect(first.groups.map((g) => g.groupKey)).toEqual(['a']);
   });
 
   it('rejects an unknown product filter and writes nothing', async () => {
     const before = await env.db.pool.query('SELECT count(*) AS n FROM migration_runs');
     await expect(
-      createRun(env.db, { migration: 'other', trigger: 'manual', partitionSize: 10, maxPartitions: 10, instanceId: 't', leaseMs: 1000, productFilter: ['nope'] }),
-    ).rejects.toThrow(/unknown product: "nope"/);
+      createRun(env.db, definitions.require(FIXTURE_MIGRATION), { trigger: 'manual', partitionSize: 10, maxPartitions: 10, instanceId: 't', leaseMs: 1000, groupFilter: ['nope'] }),
+    ).rejects.toThrow(/unknown group of subscription-version: "nope"/);
     const after = await env.db.pool.query('SELECT count(*) AS n FROM migration_runs');
     expect(after.rows[0].n).toBe(before.rows[0].n);
   });

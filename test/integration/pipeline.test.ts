@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRunStatus } from '../../src/runs/run-store.ts';
-import { countEligible, seed } from '../../src/seed.ts';
+import { countEligible, FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
 import { createTestEnv, type TestEnv, waitFor } from '../support/env.ts';
-import { startTestRun } from '../support/runs.ts';
+import { runUid, startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 import { kafkajsPatched } from '../../src/stream/kafka.ts';
-import { decodeUpdateRecord } from '../../src/stream/update-record.ts';
+import { decodeUpdateRecord, type RecordFields } from '../../src/stream/update-record.ts';
 import { readTopicWithJava } from '../support/java-reader.ts';
 import { readTopic } from '../support/topics.ts';
 
@@ -23,7 +23,7 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
   });
 
   it('migrates every eligible row, completes once and announces it once', async () => {
-    const seeded = await seed(env.db, { subscriptions: 6000, products: 6, changed: 3 });
+    const seeded = await seed(env.db, { rows: 6000, groups: 6, changed: 3 });
     expect(seeded.eligible).toBe(3000);
     services = await startInstances(env, 2);
     const runId = await startTestRun(env, 300, { coordination: services[0]!.coordination, maxPartitions: 100 });
@@ -45,14 +45,17 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
       { target: 1, v: 1, n: 3000 },
       { target: 2, v: 2, n: 3000 },
     ]);
-    // The product now records the version its subscriptions were migrated to.
-    const migrated = await env.db.pool.query('SELECT count(*)::int AS n FROM products WHERE migrated_version = product_version');
+    // Every product's progress records the version its subscriptions were migrated to.
+    const migrated = await env.db.pool.query(
+      `SELECT count(*)::int AS n FROM products p JOIN group_progress g ON g.group_key = p.product_key AND g.target = p.product_version::text`,
+    );
     expect(migrated.rows[0].n).toBe(6);
 
     const events = await readTopic(env.config.kafkaBrokers, env.config.topicRunEvents, 1);
     expect(events).toHaveLength(1);
-    expect(events[0]!.key).toBe(String(runId));
-    expect(events[0]!.headers['event-id']).toBe(`run-${runId}-completed`);
+    const uid = await runUid(env, runId);
+    expect(events[0]!.key).toBe(uid);
+    expect(events[0]!.headers['event-id']).toBe(`run-${uid}-completed`);
     expect(JSON.parse(events[0]!.value!)).toMatchObject({ type: 'run.completed', runId: runId, rows: 3000 });
 
     // Update records are plain JSON keyed by row id, readable by any Kafka client.
@@ -60,8 +63,8 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
     const ids = new Set(records.map((r) => r.key));
     expect(ids.size).toBe(3000);
     const sample = JSON.parse(records[0]!.value!);
-    expect(sample).toMatchObject({ v: 1, runId: runId, fromVersion: 1, toVersion: 2 });
-    expect(records[0]!.key).toBe(String(sample.id));
+    expect(sample).toMatchObject({ v: 2, m: FIXTURE_MIGRATION, run: runId, t: '2', c: ['1'] });
+    expect(records[0]!.key).toBe(sample.k);
 
     // Kafka's own Java client reads the same records (checking every batch's CRC), and finds
     // each in the partition its own default partitioner picks for the key. The instances
@@ -73,7 +76,9 @@ describe('pipeline, end to end on Postgres, Redis and Kafka', () => {
     for (const r of fromJava) {
       expect(r.partition).toBe(r.javaPartition);
       expect(r.headerCount).toBe(0);
-      expect(decodeUpdateRecord(r.key, r.value)).toMatchObject({ ok: true, record: { runId, toVersion: 2 } });
+      const fields = { migration: null, runId: 0, partitionId: 0, key: '', target: null, carried: [] } as RecordFields;
+      expect(decodeUpdateRecord(r.key, r.value, fields)).toBeNull();
+      expect(fields).toMatchObject({ migration: FIXTURE_MIGRATION, runId, key: r.key, target: '2', carried: ['1'] });
     }
   });
 });
@@ -108,6 +113,6 @@ describe('pipeline, a product key of 10,000 characters (the longest a record car
     expect(await countEligible(env.db)).toBe(0);
     const records = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, 1500);
     expect(new Set(records.map((r) => r.key)).size).toBe(1500);
-    expect(JSON.parse(records[0]!.value!)).toMatchObject({ productKey: key, toVersion: 2 });
+    expect(JSON.parse(records[0]!.value!)).toMatchObject({ v: 2, t: '2' });
   });
 });

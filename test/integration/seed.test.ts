@@ -32,9 +32,9 @@ describe('seed layout', () => {
   };
 
   it('puts rows in created_date order when chronological, and the same rows all over the table when shuffled', async () => {
-    await seed(env.db, { subscriptions: 5000, products: 4, changed: 2, reset: true, randomSeed: 7, layout: 'chronological' });
+    await seed(env.db, { rows: 5000, groups: 4, changed: 2, reset: true, randomSeed: 7, layout: 'chronological' });
     const chronological = await shape();
-    await seed(env.db, { subscriptions: 5000, products: 4, changed: 2, reset: true, randomSeed: 7 });
+    await seed(env.db, { rows: 5000, groups: 4, changed: 2, reset: true, randomSeed: 7 });
     const shuffled = await shape();
     expect(chronological.layout).toBe('chronological');
     expect(shuffled.layout).toBe('shuffled');

@@ -17,7 +17,7 @@ const BIN = fileURLToPath(new URL('../../bin/tranche.js', import.meta.url));
 const PRODUCTS = 12;
 const PER_PRODUCT = 500;
 const PARTITION_SIZE = 100;
-/** The product whose run_products row the test holds locked, so the identifier stops there. */
+/** The product whose run_groups row the test holds locked, so the identifier stops there. */
 const BLOCKED_AT = 9;
 
 describe('identification takeover after the identifying process dies', () => {
@@ -33,8 +33,8 @@ describe('identification takeover after the identifying process dies', () => {
   });
 
   it('another instance takes over after the lease expires and finishes, exactly', async () => {
-    const seeded = await seed(env.db, { subscriptions: PRODUCTS * PER_PRODUCT * 2, products: PRODUCTS * 2, changed: PRODUCTS });
-    expect(seeded.changedProducts).toHaveLength(PRODUCTS);
+    const seeded = await seed(env.db, { rows: PRODUCTS * PER_PRODUCT * 2, groups: PRODUCTS * 2, changed: PRODUCTS });
+    expect(seeded.changedGroups).toHaveLength(PRODUCTS);
     const pool = env.db.pool;
 
     const child = spawn(process.execPath, [BIN, 'identify', '--partition-size', String(PARTITION_SIZE), '--json'], {
@@ -58,13 +58,13 @@ describe('identification takeover after the identifying process dies', () => {
       `the run to be created (${output})`,
       5,
     );
-    const blocked = seeded.changedProducts[BLOCKED_AT - 1]!;
+    const blocked = seeded.changedGroups[BLOCKED_AT - 1]!;
     const lock = await pool.connect();
     let identifiedBeforeKill: number;
     try {
       await lock.query('BEGIN');
       const held = await lock.query<{ identified: boolean }>(
-        'SELECT identified FROM run_products WHERE run_id = $1 AND product_key = $2 FOR UPDATE',
+        'SELECT identified FROM run_groups WHERE run_id = $1 AND group_key = $2 FOR UPDATE',
         [runId, blocked],
       );
       expect(held.rows[0]?.identified, 'the identifier was too fast to be interrupted').toBe(false);
@@ -77,7 +77,7 @@ describe('identification takeover after the identifying process dies', () => {
         30_000,
         `the identifier to block on product ${BLOCKED_AT} (${output})`,
       );
-      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_products WHERE run_id = $1 AND identified', [runId]);
+      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_groups WHERE run_id = $1 AND identified', [runId]);
       identifiedBeforeKill = rows[0]!.n;
       expect(identifiedBeforeKill).toBeGreaterThanOrEqual(BLOCKED_AT - 2);
       expect(identifiedBeforeKill).toBeLessThanOrEqual(BLOCKED_AT - 1);
@@ -91,7 +91,7 @@ describe('identification takeover after the identifying process dies', () => {
     // What the dead identifier left: the first products, each with its partitions and one
     // task per partition, the run still identifying and leased to the dead instance.
     const left = await pool.query(
-      `SELECT (SELECT count(*)::int FROM run_products WHERE run_id = $1 AND identified) AS identified,
+      `SELECT (SELECT count(*)::int FROM run_groups WHERE run_id = $1 AND identified) AS identified,
               (SELECT count(*)::int FROM partitions WHERE run_id = $1) AS partitions,
               (SELECT count(*)::int FROM scheduled_tasks WHERE (task_data->>'runId')::bigint = $1) AS tasks,
               (SELECT status FROM migration_runs WHERE id = $1) AS status,
@@ -124,16 +124,16 @@ describe('identification takeover after the identifying process dies', () => {
 
     // Every product identified once: its partitions are seq 1..n with nothing twice.
     const products = await pool.query(
-      `SELECT rp.product_key, rp.identified, rp.partitions, rp.rows_total,
+      `SELECT rp.group_key, rp.identified, rp.partitions, rp.rows_total,
               count(p.id)::int AS actual, count(DISTINCT p.seq)::int AS seqs, max(p.seq) AS max_seq,
               coalesce(sum(p.row_count), 0)::bigint AS rows
-       FROM run_products rp LEFT JOIN partitions p ON p.run_id = rp.run_id AND p.product_key = rp.product_key
+       FROM run_groups rp LEFT JOIN partitions p ON p.run_id = rp.run_id AND p.group_key = rp.group_key
        WHERE rp.run_id = $1 GROUP BY 1, 2, 3, 4 ORDER BY 1`,
       [runId],
     );
     expect(products.rows).toEqual(
-      seeded.changedProducts.map((key) => ({
-        product_key: key,
+      seeded.changedGroups.map((key) => ({
+        group_key: key,
         identified: true,
         partitions: perProduct,
         rows_total: PER_PRODUCT,
@@ -150,19 +150,18 @@ describe('identification takeover after the identifying process dies', () => {
     const cover = await pool.query(
       `SELECT s.id, count(p.id) AS covering
        FROM subscriptions s
-       JOIN run_products rp ON rp.run_id = $1 AND rp.product_key = s.product_key
-       LEFT JOIN partitions p ON p.run_id = $1 AND p.product_key = s.product_key
-         AND (s.created_date > p.min_created_date OR (s.created_date = p.min_created_date AND s.id >= p.min_id))
-         AND (s.created_date < p.max_created_date OR (s.created_date = p.max_created_date AND s.id <= p.max_id))
+       JOIN run_groups rp ON rp.run_id = $1 AND rp.group_key = s.product_key
+       LEFT JOIN partitions p ON p.run_id = $1 AND p.group_key = s.product_key
+         AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
        GROUP BY s.id HAVING count(p.id) <> 1`,
       [runId],
     );
     expect(cover.rows, 'every row of a changed product in exactly one partition').toEqual([]);
     const overlaps = await pool.query(
       `SELECT a.id, b.id FROM partitions a JOIN partitions b
-         ON a.run_id = b.run_id AND a.product_key = b.product_key AND a.id < b.id
-        AND (a.min_created_date, a.min_id) <= (b.max_created_date, b.max_id)
-        AND (b.min_created_date, b.min_id) <= (a.max_created_date, a.max_id)
+         ON a.run_id = b.run_id AND a.group_key = b.group_key AND a.id < b.id
+        AND (a.lower_pos::timestamptz, a.lower_key::bigint) <= (b.upper_pos::timestamptz, b.upper_key::bigint)
+        AND (b.lower_pos::timestamptz, b.lower_key::bigint) <= (a.upper_pos::timestamptz, a.upper_key::bigint)
        WHERE a.run_id = $1`,
       [runId],
     );

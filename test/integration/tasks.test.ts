@@ -22,7 +22,8 @@ import {
 } from '../../src/tasks/task-store.ts';
 import { loadSql } from '../../src/sql.ts';
 import { advanceOffset, completePartition, processPartition } from '../../src/worker/partition-worker.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
+import { SUBSCRIPTION_WITH_REF } from '../support/fixtures.ts';
+import { createTestEnv, testDefinitions, quietLog, type TestEnv, waitFor } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 import { readTopic } from '../support/topics.ts';
@@ -31,7 +32,7 @@ import { readTopic } from '../support/topics.ts';
 const partitionRow = async (env: TestEnv, id: number) =>
   (
     await env.db.pool.query(
-      'SELECT id, state, offset_id, rows_produced, row_count, completed, attempts, last_error, started_at, updated_at FROM partitions WHERE id = $1',
+      'SELECT id, state, offset_key, rows_produced, row_count, completed, attempts, last_error, started_at, updated_at FROM partitions WHERE id = $1',
       [id],
     )
   ).rows[0];
@@ -139,7 +140,7 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
     env = await createTestEnv({ PAGE_SIZE: '100' });
     stream = createStreamClient({ brokers: env.config.kafkaBrokers, clientId: 'test' }, quietLog);
     await ensureTopics(stream, env.config);
-    await seed(env.db, { subscriptions: 2000, products: 2, changed: 1 });
+    await seed(env.db, { rows: 2000, groups: 2, changed: 1 });
   });
   afterAll(async () => {
     await stream.disconnect();
@@ -153,16 +154,20 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
    * it, application is idempotent), so counting on the topic would measure kafkajs, not the
    * worker.
    */
-  const sent: { id: number; partitionId: number }[] = [];
+  const sent: { id: string; partitionId: number }[] = [];
   const recordingStream = (): StreamClient => ({
     ...stream,
     async send(topic, messages) {
-      for (const m of messages) sent.push(JSON.parse(m.value));
+      for (const m of messages) {
+        const r = JSON.parse(m.value);
+        sent.push({ id: r.k, partitionId: r.p });
+      }
       return stream.send(topic, messages);
     },
   });
-  const deps = (instanceId: string, throttle?: (rows: number) => Promise<boolean>) => ({
+  const deps = async (instanceId: string, throttle?: (rows: number) => Promise<boolean>) => ({
     db: env.db,
+    definitions: await testDefinitions(env),
     stream: recordingStream(),
     log: quietLog,
     instanceId,
@@ -198,23 +203,23 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
       }
       return true;
     };
-    await expect(processPartition(deps('a', freezeBeforeThirdPage), a, { lost: false, stopping: false })).rejects.toBeInstanceOf(FencedError);
+    await expect(processPartition(await deps('a', freezeBeforeThirdPage), a, { lost: false, stopping: false })).rejects.toBeInstanceOf(FencedError);
     expect(b).toBeDefined();
     const afterA = await partitionRow(env, partitionId);
     expect(afterA).toMatchObject({ rows_produced: 200, completed: false });
-    const offsetOfA = afterA.offset_id;
+    const offsetOfA = afterA.offset_key;
 
     // Every write through a's token is refused and changes nothing.
-    await expect(advanceOffset(env.db.pool, a, 'a', { partitionId, lastDate: '2100-01-01 00:00:00+00', lastId: 1, rows: 5 })).rejects.toBeInstanceOf(FencedError);
+    await expect(advanceOffset(env.db.pool, a, 'a', { partitionId, lastPos: '2100-01-01 00:00:00+00', lastKey: '1', rows: 5 })).rejects.toBeInstanceOf(FencedError);
     await expect(completePartition(env.db, a, 'a', partitionId)).rejects.toBeInstanceOf(FencedError);
     expect(await completeTask(env.db.pool, a, 'a')).toBe(false);
-    expect(await partitionRow(env, partitionId)).toMatchObject({ offset_id: offsetOfA, rows_produced: 200, completed: false });
+    expect(await partitionRow(env, partitionId)).toMatchObject({ offset_key: offsetOfA, rows_produced: 200, completed: false });
     expect((await env.db.pool.query(`SELECT picked_by FROM scheduled_tasks WHERE task_instance = $1`, [String(partitionId)])).rows).toEqual([
       { picked_by: 'b' },
     ]);
 
     // b resumes from a's offset and finishes: a's third page is the only one produced twice.
-    expect(await processPartition(deps('b'), b!, { lost: false, stopping: false })).toBe('completed');
+    expect(await processPartition(await deps('b'), b!, { lost: false, stopping: false })).toBe('completed');
     const done = await partitionRow(env, partitionId);
     expect(done).toMatchObject({ completed: true, state: 'completed', rows_produced: done.row_count });
     const mine = sent.filter((r) => r.partitionId === partitionId);
@@ -222,7 +227,7 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
     expect(new Set(mine.map((r) => r.id)).size).toBe(done.row_count);
     // And Kafka holds every row's record (at least once).
     const records = await readTopic(env.config.kafkaBrokers, env.config.topicUpdates, done.row_count);
-    const delivered = new Set(records.map((r) => JSON.parse(r.value!)).filter((r) => r.partitionId === partitionId).map((r) => r.id));
+    const delivered = new Set(records.map((r) => JSON.parse(r.value!)).filter((r) => r.p === partitionId).map((r) => r.k));
     expect(delivered).toEqual(new Set(mine.map((r) => r.id)));
     expect(runId).toBeGreaterThan(0);
   });
@@ -237,13 +242,13 @@ describe('partition worker fencing (Postgres + Kafka)', () => {
     try {
       await holder.query('BEGIN');
       await holder.query('SELECT id FROM partitions WHERE id = $1 FOR NO KEY UPDATE', [partitionId]);
-      const write = advanceOffset(env.db.pool, a, 'a', { partitionId, lastDate: '2000-01-01 00:00:00+00', lastId: 1, rows: 1 }).then(
+      const write = advanceOffset(env.db.pool, a, 'a', { partitionId, lastPos: '2000-01-01 00:00:00+00', lastKey: '1', rows: 1 }).then(
         () => 'written',
         (error: unknown) => (error instanceof FencedError ? 'fenced' : String(error)),
       );
       await waitFor(
         async () =>
-          (await env.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE partitions SET offset_date%'`))
+          (await env.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE partitions SET offset_pos%'`))
             .rowCount === 1,
         5000,
         "a's offset write to wait on the lock",
@@ -267,7 +272,7 @@ describe('retries, failure and the throttle (in-process instances)', () => {
   let env: TestEnv;
   let services: Service[] = [];
   beforeAll(async () => {
-    env = await createTestEnv({ PAGE_SIZE: '50', MAX_ATTEMPTS: '3', RETRY_BASE_MS: '100', WORKER_CONCURRENCY: '3' });
+    env = await createTestEnv({ PAGE_SIZE: '50', MAX_ATTEMPTS: '3', RETRY_BASE_MS: '100', WORKER_CONCURRENCY: '3', TRANCHE_DEFINITIONS: SUBSCRIPTION_WITH_REF });
   });
   afterAll(async () => {
     await stopAll(services);
@@ -276,11 +281,12 @@ describe('retries, failure and the throttle (in-process instances)', () => {
   });
 
   it('retries a poison partition with backoff, then marks it and its run failed; the rest is throttled', async () => {
-    await seed(env.db, { subscriptions: 4000, products: 2, changed: 1 });
-    // A poison row: its version cannot make a valid update record (versions are 0 or more).
+    await seed(env.db, { rows: 4000, groups: 2, changed: 1 });
+    // A poison row: its customer_ref (carried by the test's definition) is larger than a
+    // Kafka record may be.
     const poison = (
       await env.db.pool.query(
-        `UPDATE subscriptions SET product_version = -1
+        `UPDATE subscriptions SET customer_ref = repeat('x', 1100000)
          WHERE id = (SELECT id FROM subscriptions WHERE product_key = 'product-001' ORDER BY created_date, id LIMIT 1)
          RETURNING id`,
       )
@@ -335,7 +341,7 @@ describe('wake-ups', () => {
   });
 
   it('idle instances claim newly scheduled tasks when woken, long before their 30 s poll', async () => {
-    await seed(env.db, { subscriptions: 2000, products: 2, changed: 2 });
+    await seed(env.db, { rows: 2000, groups: 2, changed: 2 });
     services = await startInstances(env, 2);
     // Both instances made their start-up claim (nothing was due) and now sleep for 30 s.
     const co = createCoordination({ redisUrl: env.config.redisUrl, prefix: env.config.redisPrefix }, quietLog);

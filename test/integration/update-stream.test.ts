@@ -16,12 +16,11 @@ import { type Coordination, createCoordination } from '../../src/coordination/re
 import { consumerLag } from '../../src/consumer/lag.ts';
 import { createApplier } from '../../src/consumer/update-consumer.ts';
 import { getRunStatus, type RunStatusReport } from '../../src/runs/run-store.ts';
-import { countEligible, seed } from '../../src/seed.ts';
+import { countEligible, FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
 import { type Service, startService } from '../../src/service.ts';
 import { createStreamClient, type StreamClient } from '../../src/stream/kafka.ts';
-import { encodeUpdateRecord } from '../../src/stream/update-record.ts';
-import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
-import { startTestRun } from '../support/runs.ts';
+import { createTestEnv, quietLog, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
+import { runUid, startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 import { readTopic } from '../support/topics.ts';
 
@@ -133,8 +132,8 @@ async function expectExactlyMigrated(env: TestEnv, runId: number, eligible: numb
   const { rows } = await env.db.pool.query<{ id: number; rows_applied: number; migrated: number }>(
     `SELECT p.id, p.rows_applied,
             (SELECT count(*) FROM subscriptions s
-             WHERE s.product_key = p.product_key AND s.product_version = p.product_version
-               AND (s.created_date, s.id) BETWEEN (p.min_created_date, p.min_id) AND (p.max_created_date, p.max_id))::bigint AS migrated
+             WHERE s.product_key = p.group_key AND s.product_version::text = p.target
+               AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint))::bigint AS migrated
      FROM partitions p WHERE p.run_id = $1 ORDER BY p.id`,
     [runId],
   );
@@ -145,13 +144,16 @@ async function expectExactlyMigrated(env: TestEnv, runId: number, eligible: numb
 async function expectOneCompletionEvent(env: TestEnv, runId: number): Promise<void> {
   const events = await runEvents(env);
   expect(events).toHaveLength(1);
-  expect(events[0]!.key).toBe(String(runId));
-  expect(events[0]!.headers['event-id']).toBe(`run-${runId}-completed`);
+  const uid = await runUid(env, runId);
+  expect(events[0]!.key).toBe(uid);
+  expect(events[0]!.headers['event-id']).toBe(`run-${uid}-completed`);
   const s = await status(env, runId);
   expect(JSON.parse(events[0]!.value!)).toEqual({
     type: 'run.completed',
-    eventId: `run-${runId}-completed`,
+    eventId: `run-${uid}-completed`,
     runId,
+    runUid: uid,
+    migration: FIXTURE_MIGRATION,
     completedAt: s.completedAt,
     rows: s.rows.total,
   });
@@ -179,7 +181,7 @@ describe('update stream', () => {
   it('replaying the whole topic from offset 0 changes nothing and completes nothing twice', async () => {
     const f = await setUp({ PAGE_SIZE: '200' });
     const { env } = f;
-    const seeded = await seed(env.db, { subscriptions: 4000, products: 4, changed: 2 });
+    const seeded = await seed(env.db, { rows: 4000, groups: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 2)));
     const runId = await startTestRun(env, 500, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const done = await waitCompletedAndPublished(env, runId);
@@ -197,10 +199,12 @@ describe('update stream', () => {
     // The counter was deleted at completion; a sentinel shows whether a replay decrements it.
     const co = await coordinationFor(f);
     await co.initOutstanding(runId, 1000);
-    // A stale record (target below the row's version) arriving after the real one.
+    // A stale record (target below the row's version) arriving after the real one, in the
+    // layout of version 1 (records produced before definitions are still applied).
     const migrated = await env.db.pool.query<{ id: number; product_key: string; partition_id: number }>(
       `SELECT s.id, s.product_key, p.id AS partition_id FROM subscriptions s JOIN partitions p
-         ON p.product_key = s.product_key AND (s.created_date, s.id) BETWEEN (p.min_created_date, p.min_id) AND (p.max_created_date, p.max_id)
+         ON p.group_key = s.product_key
+        AND (s.created_date, s.id) BETWEEN (p.lower_pos::timestamptz, p.lower_key::bigint) AND (p.upper_pos::timestamptz, p.upper_key::bigint)
        WHERE p.run_id = $1 ORDER BY s.id LIMIT 1`,
       [runId],
     );
@@ -208,7 +212,7 @@ describe('update stream', () => {
     await stream.send(env.config.topicUpdates, [
       {
         key: String(row.id),
-        value: encodeUpdateRecord({ v: 1, runId, partitionId: row.partition_id, id: row.id, productKey: row.product_key, fromVersion: 0, toVersion: 1 }),
+        value: JSON.stringify({ v: 1, runId, partitionId: row.partition_id, id: row.id, productKey: row.product_key, fromVersion: 0, toVersion: 1 }),
       },
     ]);
 
@@ -231,6 +235,7 @@ describe('update stream', () => {
       log: quietLog,
       topicRunEvents: env.config.topicRunEvents,
       instanceId: 'replay',
+      definitions: await testDefinitions(env),
     });
     const applied = { records: 0, changed: 0 };
     const consumer = await stream.consume({
@@ -241,6 +246,7 @@ describe('update stream', () => {
         stream,
         coordination: co,
         log: quietLog,
+        definitions: await testDefinitions(env),
         topicDeadLetters: env.config.topicDeadLetters,
         onRunMaybeDone: (id) => void completion.maybeComplete(id, true),
         onApplied: (e) => {
@@ -269,20 +275,21 @@ describe('update stream', () => {
     // event as sent, several instances publishing at once send it once more, not once each,
     // with the same key and event id, so a receiver can drop the duplicate.
     await env.db.pool.query('UPDATE migration_runs SET completion_published = false WHERE id = $1', [runId]);
+    const definitions = await testDefinitions(env);
     const publishers = [0, 1, 2, 3].map(
-      (i) => new CompletionTracker({ db: env.db, stream: streamFor(f), coordination: null, log: quietLog, topicRunEvents: env.config.topicRunEvents, instanceId: `p${i}` }),
+      (i) => new CompletionTracker({ db: env.db, stream: streamFor(f), coordination: null, log: quietLog, topicRunEvents: env.config.topicRunEvents, instanceId: `p${i}`, definitions }),
     );
     const sent = await Promise.all(publishers.map((p) => p.publishPending()));
     expect(sent.reduce((a, b) => a + b, 0)).toBe(1);
     const events = await runEvents(env);
     expect(events).toHaveLength(2);
-    expect(new Set(events.map((e) => e.headers['event-id']))).toEqual(new Set([`run-${runId}-completed`]));
+    expect(new Set(events.map((e) => e.headers['event-id']))).toEqual(new Set([`run-${await runUid(env, runId)}-completed`]));
   });
 
   it('sends poison records to the dead-letter topic with a reason, records them, and goes on', async () => {
     const f = await setUp({ PAGE_SIZE: '20' });
     const { env } = f;
-    const seeded = await seed(env.db, { subscriptions: 6000, products: 4, changed: 2 });
+    const seeded = await seed(env.db, { rows: 6000, groups: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 1)));
     const runId = await startTestRun(env, 1000, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const { rows: parts } = await env.db.pool.query<{ id: number }>('SELECT id FROM partitions WHERE run_id = $1 ORDER BY id LIMIT 1', [runId]);
@@ -293,16 +300,15 @@ describe('update stream', () => {
     const wrongKey = await untouchedRow(env, 1);
     const deleted = await untouchedRow(env, 2);
     await env.db.pool.query('DELETE FROM subscriptions WHERE id = $1', [deleted.id]);
-    const valid = (r: { id: number; product_key: string }) =>
-      ({ v: 1, runId, partitionId, id: r.id, productKey: r.product_key, fromVersion: 1, toVersion: 2 }) as const;
+    const valid = (r: { id: number }) => ({ v: 2, m: FIXTURE_MIGRATION, run: runId, p: partitionId, k: String(r.id), t: '2', c: ['1'] });
 
     await waitMidRun(env, runId, 200);
     const stream = streamFor(f);
     const poison = [
-      { key: String(wrongVersion.id), value: '{"v":1,"runId":', reason: 'invalid-json', run: null },
-      { key: String(wrongVersion.id), value: JSON.stringify({ ...valid(wrongVersion), v: 2 }), reason: 'invalid-record: v', run: runId },
+      { key: String(wrongVersion.id), value: '{"v":2,"run":', reason: 'invalid-json', run: null },
+      { key: String(wrongVersion.id), value: JSON.stringify({ ...valid(wrongVersion), v: 3 }), reason: 'invalid-record: v', run: runId },
       { key: String(wrongKey.id + 1), value: JSON.stringify(valid(wrongKey)), reason: 'key-mismatch', run: runId },
-      { key: String(deleted.id), value: encodeUpdateRecord(valid(deleted)), reason: 'row-not-found', run: runId },
+      { key: String(deleted.id), value: JSON.stringify(valid(deleted)), reason: 'row-not-found', run: runId },
     ];
     await stream.send(env.config.topicUpdates, poison.map(({ key, value }) => ({ key, value })));
     await expectStillRunning(env, runId);
@@ -344,7 +350,7 @@ describe('update stream', () => {
   it('completes exactly once after Redis loses every key mid-run', async () => {
     const f = await setUp({ PAGE_SIZE: '20' });
     const { env } = f;
-    const seeded = await seed(env.db, { subscriptions: 6000, products: 4, changed: 2 });
+    const seeded = await seed(env.db, { rows: 6000, groups: 4, changed: 2 });
     f.services.push(...(await startInstances(env, 2)));
     const runId = await startTestRun(env, 1000, { coordination: f.services[0]!.coordination, maxPartitions: 100 });
     const redis = f.services[0]!.coordination.client;
@@ -375,7 +381,7 @@ describe('update stream', () => {
   it('loses and doubles nothing when the consumer group rebalances mid-run', async () => {
     const f = await setUp({ PAGE_SIZE: '20' });
     const { env } = f;
-    const seeded = await seed(env.db, { subscriptions: 12_000, products: 4, changed: 2 });
+    const seeded = await seed(env.db, { rows: 12_000, groups: 4, changed: 2 });
     const first = await startInstance(f, 'first');
     const runId = await startTestRun(env, 1000, { coordination: first.coordination, maxPartitions: 100 });
 

@@ -5,8 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { type Config, type ConfigOverrides, loadConfig } from '../../src/config.ts';
 import { createDb, type Db } from '../../src/db.ts';
+import { type Definitions, loadDefinitions } from '../../src/definitions/load.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { migrateToLatest } from '../../src/migrate.ts';
+import { FIXTURE_DEFINITION } from '../../src/seed.ts';
 
 export interface TestEnv {
   id: string;
@@ -20,6 +22,7 @@ export interface TestEnv {
 export function isolatedEnvironment(overrides: Record<string, string> = {}): Record<string, string> {
   const id = randomBytes(4).toString('hex');
   const base: Record<string, string> = {
+    TRANCHE_DEFINITIONS: FIXTURE_DEFINITION,
     DB_SCHEMA: `t_${id}`,
     REDIS_PREFIX: `t-${id}`,
     KAFKA_GROUP_ID: `t-${id}-appliers`,
@@ -64,6 +67,11 @@ export async function createTestEnv(overrides: Record<string, string> = {}, flag
 }
 
 export const quietLog = silentLogger();
+
+/** The definitions of TRANCHE_DEFINITIONS, checked against the test's schema. */
+export function testDefinitions(env: TestEnv): Promise<Definitions> {
+  return loadDefinitions(env.db.pool, env.config.definitions);
+}
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
 export async function waitFor<T>(check: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string, intervalMs = 100): Promise<T> {

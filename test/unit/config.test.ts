@@ -6,7 +6,7 @@ describe('loadConfig', () => {
   it('applies documented defaults', () => {
     const c = loadConfig({});
     expect(c.kafkaBrokers).toEqual(['127.0.0.1:9092']);
-    expect(c.topicUpdates).toBe('tranche.subscription-updates');
+    expect(c.topicUpdates).toBe('tranche.updates');
     expect(c.topicDeadLetters).toBe('tranche.dead-letters');
     expect(c.topicRunEvents).toBe('tranche.run-events');
     expect(c.httpPort).toBe(8080);

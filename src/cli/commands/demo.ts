@@ -1,23 +1,24 @@
 /**
- * `tranche demo`: the whole pipeline on a generated data set. Seeds (in its own schema, so it
- * touches nothing else), starts N service instances as separate processes, starts one run,
- * shows its progress and ends with a summary and an independent SQL check that no eligible
- * subscription is left. Exits 0 only if that check holds.
+ * `tranche demo`: the whole pipeline on the example fixture (src/seed.ts) and its definition
+ * (examples/). Seeds (in its own schema, so it touches nothing else), starts N service
+ * instances as separate processes, starts one run, shows its progress and ends with a summary
+ * and an independent SQL check that no eligible row is left. Exits 0 only if that check holds.
  */
 import { fileURLToPath } from 'node:url';
 import { processEnv } from '../../config.ts';
 import { createContext } from '../context.ts';
+import { loadDefinitions } from '../../definitions/load.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../instances.ts';
 import { identifyDepsFrom, startManualRun } from '../../identification/identify.ts';
 import { getRunStatus } from '../../runs/run-store.ts';
-import { countEligible, seed } from '../../seed.ts';
+import { countEligible, describeSeed, eligibleCheckSql, FIXTURE_DEFINITION, FIXTURE_MIGRATION, seed } from '../../seed.ts';
 import { ensureTopics } from '../../service.ts';
 import { createStreamClient } from '../../stream/kafka.ts';
 import type { CommandContext } from '../context.ts';
 
 export interface DemoOptions {
-  subscriptions: number;
-  products: number;
+  rows: number;
+  groups: number;
   changed: number;
   instances: number;
   partitionSize: number;
@@ -31,7 +32,7 @@ export const DEMO_ENV = {
   DB_SCHEMA: 'tranche_demo',
   REDIS_PREFIX: 'tranche-demo',
   KAFKA_GROUP_ID: 'tranche-demo-appliers',
-  TOPIC_UPDATES: 'tranche-demo.subscription-updates',
+  TOPIC_UPDATES: 'tranche-demo.updates',
   TOPIC_DEAD_LETTERS: 'tranche-demo.dead-letters',
   TOPIC_RUN_EVENTS: 'tranche-demo.run-events',
 } as const;
@@ -44,6 +45,7 @@ export function demoContext(env: NodeJS.ProcessEnv = processEnv()): { ctx: Comma
   const instanceLogLevel = env.LOG_LEVEL || 'info';
   for (const [k, v] of Object.entries(DEMO_ENV)) if (!merged[k]) merged[k] = v;
   merged.INSTANCE_ID ||= 'demo-cli';
+  merged.TRANCHE_DEFINITIONS ||= FIXTURE_DEFINITION;
   // The demo prints its own progress; its process logs only warnings unless asked.
   merged.LOG_LEVEL ||= 'warn';
   return { ctx: createContext({}, merged), env: merged, instanceLogLevel };
@@ -57,11 +59,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   try {
     const db = await ctx.openDb();
     out(`tranche demo: schema "${config.dbSchema}", ${options.instances} instances, partitions of ${fmt(options.partitionSize)} rows`);
-    const seeded = await seed(db, { subscriptions: options.subscriptions, products: options.products, changed: options.changed, reset: true });
-    out(
-      `seeded ${fmt(seeded.subscriptions)} subscriptions over ${seeded.products} products; ` +
-        `${seeded.changedProducts.length} products have a new version, ${fmt(seeded.eligible)} subscriptions to migrate`,
-    );
+    const seeded = await seed(db, { rows: options.rows, groups: options.groups, changed: options.changed, reset: true });
+    out(describeSeed(seeded));
+    const definitions = await loadDefinitions(db.pool, config.definitions);
     const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: 'tranche-demo' }, ctx.log);
     await ensureTopics(stream, config);
     await stream.disconnect();
@@ -72,11 +72,12 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     out(`started ${options.instances} service instances (logs in .cache/demo/)`);
 
     const co = ctx.openCoordination();
-    const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log), {
+    const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log, definitions), {
+      migration: FIXTURE_MIGRATION,
       partitionSize: options.partitionSize,
-      maxPartitions: config.maxPartitionsPerProduct,
+      maxPartitions: config.maxPartitions,
     });
-    out(`run ${run.runId}: ${run.products.length} products, ${run.partitions} partitions, ${fmt(run.rows)} rows`);
+    out(`run ${run.runId} of ${FIXTURE_MIGRATION}: ${run.groups.length} groups, ${run.partitions} partitions, ${fmt(run.rows)} rows`);
 
     const deadline = Date.now() + options.timeout * 1000;
     const tty = process.stdout.isTTY === true;
@@ -118,9 +119,9 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
     out(`  duration            ${seconds.toFixed(1)} s (run created to run completed)`);
     out(`  throughput          ${fmt(Math.round(report.rows.applied / seconds))} rows/s`);
     out(`  dead letters        ${report.deadLetters}`);
-    out(`  eligible left       ${left}  (check: psql -h 127.0.0.1 -U postgres -c "SELECT count(*) FROM ${config.dbSchema}.subscriptions s JOIN ${config.dbSchema}.products p USING (product_key) WHERE s.product_version < p.product_version")`);
+    out(`  eligible left       ${left}  (check: psql -h 127.0.0.1 -U postgres -c "${eligibleCheckSql(config.dbSchema)}")`);
     const ok = report.status === 'completed' && left === 0;
-    out(ok ? 'OK: every eligible subscription was migrated' : 'FAILED: eligible subscriptions are left behind');
+    out(ok ? 'OK: every eligible row was migrated' : 'FAILED: eligible rows are left behind');
     return ok ? 0 : 1;
   } finally {
     await stopInstances(instances, 15_000);

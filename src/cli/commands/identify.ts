@@ -1,68 +1,77 @@
-/** `tranche identify`: start a run now and identify its partitions in this process. */
+/** `tranche identify`: start a run of a definition now and identify its partitions in this process. */
+import type { ResolvedDefinition } from '../../definitions/resolve.ts';
 import { computeBoundaries, identifyDepsFrom, type PartitionBounds, startManualRun } from '../../identification/identify.ts';
-import { loadSql } from '../../sql.ts';
+import { missingIndex } from '../../runs/run-store.ts';
+import { UserError } from '../../errors.ts';
 import type { CommandContext } from '../context.ts';
 
 export interface IdentifyOptions {
+  migration?: string;
   partitionSize?: number;
   maxPartitions?: number;
-  product?: string[];
+  group?: string[];
   force?: boolean;
+  allowSlow?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
 
+/** The definition a command names with --migration, or the only one loaded. */
+export function pickDefinition(definitions: { require(name: string): ResolvedDefinition; only(): ResolvedDefinition }, name?: string): ResolvedDefinition {
+  return name === undefined ? definitions.only() : definitions.require(name);
+}
+
 export async function identifyCommand(ctx: CommandContext, options: IdentifyOptions): Promise<void> {
   const { config } = ctx;
-  const partitionSize = options.partitionSize ?? config.partitionSize;
-  const maxPartitions = options.maxPartitions ?? config.maxPartitionsPerProduct;
   const db = await ctx.openDb();
+  const definitions = await ctx.openDefinitions(db);
+  const definition = pickDefinition(definitions, options.migration);
+  const partitionSize = options.partitionSize ?? definition.definition.defaults?.partitionSize ?? config.partitionSize;
+  const maxPartitions = options.maxPartitions ?? definition.definition.defaults?.maxPartitions ?? config.maxPartitions;
+  const filter = options.group && options.group.length > 0 ? options.group : null;
+  if (filter && !definition.group) throw new UserError(`${definition.name} has no groups; --group does not apply`);
   if (options.dryRun) {
-    const filter = options.product && options.product.length > 0 ? options.product : null;
     if (filter) {
-      const { rows } = await db.pool.query<{ product_key: string }>('SELECT product_key FROM products WHERE product_key = ANY ($1::text[])', [filter]);
-      const known = new Set(rows.map((r) => r.product_key));
-      const unknown = filter.filter((k) => !known.has(k));
-      if (unknown.length > 0) {
-        const { UserError } = await import('../../errors.ts');
-        throw new UserError(`unknown product${unknown.length > 1 ? 's' : ''}: ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
-      }
+      const { rows } = await db.pool.query<{ k: string }>(definition.statements.existingGroups, [filter]);
+      const unknown = filter.filter((k) => !rows.some((r) => r.k === k));
+      if (unknown.length > 0) throw new UserError(`unknown group${unknown.length > 1 ? 's' : ''} of ${definition.name}: ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
     }
-    const products = await db.pool.query<{ product_key: string; product_version: number }>(loadSql('changed-products'), [filter, null]);
-    const plan: { productKey: string; productVersion: number; partitions: PartitionBounds[] }[] = [];
-    for (const p of products.rows) {
-      plan.push({
-        productKey: p.product_key,
-        productVersion: p.product_version,
-        partitions: await computeBoundaries(db.pool, p.product_key, p.product_version, partitionSize, maxPartitions),
-      });
+    const groups = await db.pool.query<{ group_key: string; target: string | null }>(definition.statements.changedGroups, [filter, null, definition.name]);
+    const plan: { group: string; target: string | null; partitions: PartitionBounds[] }[] = [];
+    for (const g of groups.rows) {
+      plan.push({ group: g.group_key, target: g.target, partitions: await computeBoundaries(db.pool, definition, { key: g.group_key, target: g.target }, partitionSize, maxPartitions) });
     }
+    const index = await missingIndex(db.pool, definition);
+    const { statements } = definition;
     if (options.json) {
-      console.log(JSON.stringify({ dryRun: true, partitionSize, products: plan }));
+      console.log(JSON.stringify({ dryRun: true, migration: definition.name, partitionSize, groups: plan, missingIndex: index, sql: { page: statements.nextPage, apply: statements.apply } }));
       return;
     }
-    console.log(`dry run: nothing written (partition size ${partitionSize})`);
+    console.log(`dry run of ${definition.name}: nothing written (partition size ${partitionSize})`);
     for (const p of plan) {
       const rows = p.partitions.reduce((s, b) => s + b.rowCount, 0);
-      console.log(`${JSON.stringify(p.productKey)} -> version ${p.productVersion}: ${p.partitions.length} partitions, ${rows} rows`);
-      for (const b of p.partitions) {
-        console.log(`  #${b.seq}  (${b.minCreatedDate}, ${b.minId}) .. (${b.maxCreatedDate}, ${b.maxId})  ${b.rowCount} rows`);
-      }
+      const label = definition.group ? `${JSON.stringify(p.group)} -> target ${p.target}` : definition.table.display;
+      console.log(`${label}: ${p.partitions.length} partitions, ${rows} rows`);
+      for (const b of p.partitions) console.log(`  #${b.seq}  (${b.lower.join(', ')}) .. (${b.upper.join(', ')})  ${b.rowCount} rows`);
     }
-    if (plan.length === 0) console.log('no product has eligible subscriptions');
+    if (plan.length === 0) console.log('no eligible rows');
+    if (index) console.log(`\nthe index the walk needs is missing; identify will refuse until it exists:\n  ${index};`);
+    console.log(`\neach page reads:\n${statements.nextPage}\n\neach batch of records is applied with:\n${statements.apply}`);
     return;
   }
   const co = ctx.openCoordination();
-  const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log), {
+  const run = await startManualRun(identifyDepsFrom(config, db, co, ctx.log, definitions), {
+    migration: definition.name,
     partitionSize,
     maxPartitions,
-    productFilter: options.product ?? null,
+    groupFilter: filter,
     force: options.force,
+    allowSlow: options.allowSlow,
   });
   if (options.json) {
-    console.log(JSON.stringify({ runId: run.runId, products: run.products.length, partitions: run.partitions, rows: run.rows }));
+    console.log(JSON.stringify({ runId: run.runId, migration: definition.name, groups: run.groups.length, partitions: run.partitions, rows: run.rows }));
   } else {
-    console.log(`run ${run.runId}: ${run.products.length} products, ${run.partitions} partitions, ${run.rows} rows to migrate`);
+    console.log(`run ${run.runId} of ${definition.name}: ${run.groups.length} groups, ${run.partitions} partitions, ${run.rows} rows to migrate`);
     console.log(`follow it with: tranche status ${run.runId}`);
   }
 }

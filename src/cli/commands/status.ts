@@ -1,5 +1,5 @@
 /**
- * `tranche status [RUN]`: one run in detail (per product and partition: state, rows, rate,
+ * `tranche status [RUN]`: one run in detail (per group and partition: state, rows, rate,
  * ETA, attempts, last error), or the latest runs. On a terminal, a running run is shown live
  * until it ends (Ctrl-C to leave); otherwise, or with --no-watch, it prints once.
  * `tranche partitions RUN [--state S]` lists partitions.
@@ -99,10 +99,10 @@ export async function partitionsCommand(ctx: CommandContext, runId: number, opti
     console.log(`run ${runId} has no ${options.state ? `${options.state} ` : ''}partitions`);
     return;
   }
-  console.log('id          product / #                      state      rows applied / total   attempts  last error');
+  console.log('id          group / #                        state      rows applied / total   attempts  last error');
   for (const p of partitions) {
     console.log(
-      `${String(p.id).padEnd(11)} ${`${JSON.stringify(p.productKey).slice(0, 28)} #${p.seq}`.padEnd(32)} ${p.state.padEnd(10)} ` +
+      `${String(p.id).padEnd(11)} ${`${JSON.stringify(p.groupKey).slice(0, 28)} #${p.seq}`.padEnd(32)} ${p.state.padEnd(10)} ` +
         `${`${fmt(p.rows.applied)} / ${fmt(p.rows.total)}`.padEnd(22)} ${String(p.attempts).padEnd(9)} ${p.lastError ?? ''}`,
     );
   }

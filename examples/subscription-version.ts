@@ -1,0 +1,21 @@
+/**
+ * The reference migration: when a product gets a new `product_version`, every subscription
+ * of that product moves to it. The demo (`npm run demo`) and the benchmarks run it on the
+ * fixture `tranche seed` generates; docs/definitions.md walks through it line by line.
+ */
+import { defineMigration } from 'tranche';
+
+export default defineMigration({
+  name: 'subscription-version',
+  table: 'subscriptions',
+  key: 'id',
+  partitionBy: 'created_date',
+  // Work per product; a product's target is its current version.
+  group: { column: 'product_key', targets: { table: 'products', key: 'product_key', target: 'product_version' } },
+  eligible: 'product_version < {target}',
+  // The version the row had: the record says where it came from.
+  carry: ['product_version'],
+  set: { product_version: '{target}', updated_at: 'now()' },
+  // A replayed or late record changes nothing once the row reached its target.
+  guard: 'product_version < {target}',
+});

@@ -1,0 +1,4 @@
+/**
+ * What a migration definition file imports: `import { defineMigration } from 'tranche'`.
+ */
+export { defineMigration, type MigrationDefinition } from './definitions/define.ts';
