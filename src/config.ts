@@ -101,6 +101,12 @@ export interface Config {
   readonly logLevel: string;
   /** INSTANCE_ID: name of this instance in tasks and logs. */
   readonly instanceId: string;
+  /**
+   * ADMIN_TOKEN: the operator token that the dashboard's actions (pause, resume, cancel,
+   * re-run, throttle) must carry in a header (`Authorization: Bearer …` or `X-Tranche-Token`).
+   * Unset (the default): the dashboard and the API are read-only. At least 16 characters.
+   */
+  readonly adminToken: string | null;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -141,6 +147,7 @@ const DEFAULTS = {
   SHUTDOWN_GRACE_MS: '20000',
   HTTP_PORT: '8080',
   LOG_LEVEL: 'info',
+  ADMIN_TOKEN: '',
 } as const satisfies Raw;
 
 export type ConfigVariable = keyof typeof DEFAULTS | 'INSTANCE_ID';
@@ -233,6 +240,11 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     throw new ConfigError('INSTANCE_ID', `must be 1-200 letters, digits, ".", ":", "@", "_" or "-" (got "${instanceId}")`);
   }
 
+  const adminToken = pick('ADMIN_TOKEN');
+  if (adminToken !== '' && !/^[\x21-\x7e]{16,200}$/.test(adminToken)) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be 16-200 printable characters without spaces');
+  }
+
   return Object.freeze({
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
     dbSchema,
@@ -270,6 +282,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     httpPort: int('HTTP_PORT', 0, 65_535),
     logLevel,
     instanceId,
+    adminToken: adminToken === '' ? null : adminToken,
   });
 }
 
