@@ -89,7 +89,7 @@ export async function handleAction(deps: ActionDeps, req: IncomingMessage, path:
     return refusal;
   }
   const co = deps.coordination;
-  let runIds: (number | null)[] = [];
+  let runIds: (number | null)[];
   let action = '';
   let detail: Record<string, unknown> = {};
   const run = RUN_ACTION.exec(path);

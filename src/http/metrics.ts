@@ -39,6 +39,12 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ instance_id: deps.instanceId });
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges with `_total`, which Prometheus keeps for counters
+  // (`promtool check metrics` objects); the same figures by type stay as `nodejs_active_handles`,
+  // `nodejs_active_requests` and `nodejs_active_resources`: sum them for the totals.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
   const rowsProduced = new Counter({
     name: 'tranche_rows_produced_total',
     help: 'Update records produced and acknowledged by Kafka',
