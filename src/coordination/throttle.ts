@@ -65,7 +65,7 @@ const bucketKey = (prefix: string) => `${prefix}:throttle`;
 const limitKey = (prefix: string) => `${prefix}:throttle:limit`;
 
 /** Waits until the client is connected (a freshly created client is not yet), up to `ms`. */
-async function whenReady(redis: Redis, ms = 5000): Promise<void> {
+export async function whenReady(redis: Redis, ms = 5000): Promise<void> {
   if (redis.status === 'ready') return;
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([

@@ -15,6 +15,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Db } from '../db.ts';
+import { whenReady } from '../coordination/throttle.ts';
 import type { Logger } from '../logger.ts';
 
 export interface ProgressSample {
@@ -64,6 +65,7 @@ export async function readRunProgress(
   runId: number,
   rows: { applied: number; total: number },
 ): Promise<RunProgress> {
+  await whenReady(redis);
   const [raw, throttled] = await Promise.all([
     redis.lrange(samplesKey(prefix, runId), 0, -1).catch(() => [] as string[]),
     redis.get(throttledKey(prefix, runId)).catch(() => null),
