@@ -37,7 +37,12 @@ describe.skipIf(!PROMTOOL || !PROMETHEUS)('Prometheus', () => {
     dataDir = mkdtempSync(join(tmpdir(), 'tranche-prometheus-'));
   });
   afterAll(async () => {
-    prometheus?.kill('SIGTERM');
+    if (prometheus && prometheus.exitCode === null) {
+      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
+      prometheus.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
+    }
     await Promise.all(instances.map((i) => i.stop()));
     await deleteTestTopics(env);
     await env.cleanup();
@@ -106,6 +111,12 @@ describe.skipIf(!PROMTOOL || !PROMETHEUS)('Prometheus', () => {
       data: { result: { value: [number, string] }[] };
     };
     expect(up.data.result[0]?.value[1]).toBe('2');
+    // The run of the first test, by its migration label, summed over both instances.
+    await waitFor(async () => {
+      const q = 'sum(tranche_rows_produced_total{job="tranche",migration="subscription-version"})';
+      const body = (await (await fetch(`${api}/query?query=${encodeURIComponent(q)}`)).json()) as { data: { result: { value: [number, string] }[] } };
+      return body.data.result[0]?.value[1] === '1000';
+    }, 20_000, 'Prometheus to sum the rows produced over both instances', 500);
     const rules = (await (await fetch(`${api}/rules`)).json()) as { data: { groups: { name: string; rules: { name: string; health: string }[] }[] } };
     const loaded = rules.data.groups.flatMap((g) => g.rules);
     expect(loaded.map((r) => r.name)).toContain('TrancheInstanceDown');
