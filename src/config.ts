@@ -106,6 +106,12 @@ export interface Config {
   readonly logLevel: string;
   /** INSTANCE_ID: name of this instance in tasks and logs. */
   readonly instanceId: string;
+  /**
+   * ADMIN_TOKEN: the operator token that the dashboard's actions (pause, resume, cancel,
+   * re-run, throttle) must carry in a header (`Authorization: Bearer …` or `X-Tranche-Token`).
+   * Unset (the default): the dashboard and the API are read-only. At least 16 characters.
+   */
+  readonly adminToken: string | null;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -147,6 +153,7 @@ const DEFAULTS = {
   SHUTDOWN_GRACE_MS: '20000',
   HTTP_PORT: '8080',
   LOG_LEVEL: 'info',
+  ADMIN_TOKEN: '',
 } as const satisfies Raw;
 
 export type ConfigVariable = keyof typeof DEFAULTS | 'INSTANCE_ID';
@@ -243,6 +250,11 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
   }
 
   const definitions = pick('TRANCHE_DEFINITIONS').split(',').map((d) => d.trim()).filter(Boolean);
+  const adminToken = pick('ADMIN_TOKEN');
+  if (adminToken !== '' && !/^[\x21-\x7e]{16,200}$/.test(adminToken)) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be 16-200 printable characters without spaces');
+  }
+
   return Object.freeze({
     definitions: Object.freeze(definitions),
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:']),
@@ -281,6 +293,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     httpPort: int('HTTP_PORT', 0, 65_535),
     logLevel,
     instanceId,
+    adminToken: adminToken === '' ? null : adminToken,
   });
 }
 

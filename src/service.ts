@@ -10,7 +10,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { CompletionTracker } from './coordination/completion.ts';
 import { type Coordination, createCoordination } from './coordination/redis.ts';
-import { createThrottle } from './coordination/throttle.ts';
+import { createThrottle, getThrottleLimit } from './coordination/throttle.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
@@ -22,6 +22,7 @@ import { type HttpServer, startHttpServer } from './http/server.ts';
 import { identifyDepsFrom, identifyRun, takeOverExpiredIdentifications } from './identification/identify.ts';
 import type { Logger } from './logger.ts';
 import { migrateToLatest } from './migrate.ts';
+import { addThrottledTime, startProgressSampler } from './runs/run-progress.ts';
 import type { RunStatus } from './schema.ts';
 import { type ConsumerHandle, createStreamClient, kafkajsPatched, type StreamClient } from './stream/kafka.ts';
 import { TaskExecutor } from './tasks/executor.ts';
@@ -113,6 +114,25 @@ export async function startService(config: Config, log: Logger, options: Service
     // Called at scrape time only, after the executor below exists.
     activeTasks: () => executor.activeTasks,
     consumerLag: () => stream.lag(config.kafkaGroupId, config.topicUpdates),
+    throttleLimit: async () => (await getThrottleLimit(coordination.client, config.redisPrefix)) ?? config.throttleRowsPerSecond,
+  });
+  // The migration of a run, for the `migration` label of per-run counters.
+  const migrations = new Map<number, Promise<string>>();
+  const migrationOf = (runId: number): Promise<string> => {
+    let m = migrations.get(runId);
+    if (!m) {
+      m = db.pool.query<{ migration: string }>('SELECT migration FROM migration_runs WHERE id = $1', [runId]).then((r) => r.rows[0]?.migration ?? 'unknown', () => 'unknown');
+      migrations.set(runId, m);
+    }
+    return m;
+  };
+  const sampler = startProgressSampler({
+    db,
+    redis: coordination.client,
+    prefix: config.redisPrefix,
+    intervalMs: Math.max(1000, config.reconcileIntervalMs),
+    log,
+    totalLag: async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0),
   });
 
   const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log });
@@ -141,7 +161,15 @@ export async function startService(config: Config, log: Logger, options: Service
     },
     handler: async (task, control) => {
       const outcome = await processPartition(
-        { db, stream, log, definitions, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
+        {
+          db, stream, log, definitions, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus,
+          throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop, (ms) => {
+            const runId = Number(task.data.runId);
+            void migrationOf(runId).then((migration) => metrics.throttledSeconds.inc({ migration }, ms / 1000));
+            void addThrottledTime(coordination.client, config.redisPrefix, runId, ms);
+          }),
+          onPage: (e) => metrics.rowsProduced.inc({ migration: e.migration }, e.rows),
+        },
         task,
         control,
       );
@@ -265,6 +293,7 @@ export async function startService(config: Config, log: Logger, options: Service
         db,
         log,
         metrics,
+        control: { coordination, redisPrefix: config.redisPrefix, adminToken: config.adminToken, defaultThrottle: config.throttleRowsPerSecond },
         readiness: async () => ({
           postgres: await db.pool.query('SELECT 1').then(() => true, () => false),
           redis: await coordination.ping(),
@@ -293,6 +322,7 @@ export async function startService(config: Config, log: Logger, options: Service
       stopped ??= (async () => {
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
+        sampler.stop();
         await Promise.all(nightly.map((n) => n.stop()));
         stopping = true;
         const drained = await executor.stop(graceMs);

@@ -47,9 +47,10 @@ const MAX_SLEEP_MS = 250;
 export interface Throttle {
   /**
    * Waits until `rows` may be produced under the global limit. Returns early (false) when
-   * `shouldStop` turns true while waiting; true once the rows were granted.
+   * `shouldStop` turns true while waiting; true once the rows were granted. `onWait` hears
+   * each sleep (milliseconds), to account the time spent throttled.
    */
-  acquire(rows: number, shouldStop?: () => boolean): Promise<boolean>;
+  acquire(rows: number, shouldStop?: () => boolean, onWait?: (ms: number) => void): Promise<boolean>;
 }
 
 export interface ThrottleOptions {
@@ -64,7 +65,7 @@ const bucketKey = (prefix: string) => `${prefix}:throttle`;
 const limitKey = (prefix: string) => `${prefix}:throttle:limit`;
 
 /** Waits until the client is connected (a freshly created client is not yet), up to `ms`. */
-async function whenReady(redis: Redis, ms = 5000): Promise<void> {
+export async function whenReady(redis: Redis, ms = 5000): Promise<void> {
   if (redis.status === 'ready') return;
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
@@ -99,7 +100,7 @@ export function createThrottle(options: ThrottleOptions): Throttle {
   const keys = [bucketKey(options.prefix), limitKey(options.prefix)];
   let failing = false;
   return {
-    async acquire(rows, shouldStop = () => false) {
+    async acquire(rows, shouldStop = () => false, onWait) {
       if (rows <= 0) return true;
       for (;;) {
         let waitMs: number;
@@ -113,7 +114,9 @@ export function createThrottle(options: ThrottleOptions): Throttle {
           return true;
         }
         if (!(waitMs > 0)) return true;
-        await sleep(Math.min(waitMs, MAX_SLEEP_MS));
+        const ms = Math.min(waitMs, MAX_SLEEP_MS);
+        await sleep(ms);
+        onWait?.(ms);
         if (shouldStop()) return false;
       }
     },

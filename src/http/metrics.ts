@@ -1,34 +1,65 @@
 /**
  * Prometheus metrics of one instance, on its own registry (several instances in one process,
- * as in tests, do not collide). Counters are fed by the worker, the applier and the executor;
- * gauges that describe shared state (partitions by state, consumer lag, run durations) are
- * read from Postgres and Kafka at scrape time.
+ * as in tests, do not collide). Names follow Prometheus conventions: the process and Node
+ * metrics under their usual names (`process_*`, `nodejs_*`), tranche's own under `tranche_*`,
+ * units in names, `_total` on counters, a `migration` label (migration_runs.migration) on
+ * every figure that belongs to one run. Every series carries `instance_id`.
+ *
+ * Counters are fed by the worker, the applier, the executor and the throttle; gauges that
+ * describe shared state (runs, partitions, dead letters, consumer lag) are read from Postgres
+ * and Kafka at scrape time, so every instance reports the same figures for them.
+ *
+ * @example
+ *   const metrics = createMetrics({ db, instanceId, activeTasks, consumerLag, throttleLimit });
+ *   metrics.rowsProduced.inc({ migration: 'subscription-version' }, 2500);
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db.ts';
 
 export interface Metrics {
   readonly registry: Registry;
-  rowsProduced: Counter;
+  rowsProduced: Counter<'migration'>;
   rowsApplied: Counter;
   deadLetters: Counter;
   taskClaims: Counter;
   claimDelay: Histogram;
+  throttledSeconds: Counter<'migration'>;
 }
 
-export function createMetrics(deps: {
+export interface MetricsDeps {
   db: Db;
   instanceId: string;
   activeTasks(): number;
   consumerLag(): Promise<{ partition: number; lag: number }[]>;
-}): Metrics {
+  /** The global throttle in rows per second now in force (0 = unlimited), or null when unknown. */
+  throttleLimit?(): Promise<number | null>;
+}
+
+export function createMetrics(deps: MetricsDeps): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ instance_id: deps.instanceId });
-  collectDefaultMetrics({ register: registry, prefix: 'tranche_process_' });
-  const rowsProduced = new Counter({ name: 'tranche_rows_produced_total', help: 'Update records produced and acknowledged by Kafka', registers: [registry] });
+  collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges with `_total`, which Prometheus keeps for counters
+  // (`promtool check metrics` objects); the same figures by type stay as `nodejs_active_handles`,
+  // `nodejs_active_requests` and `nodejs_active_resources`: sum them for the totals.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
+  const rowsProduced = new Counter({
+    name: 'tranche_rows_produced_total',
+    help: 'Update records produced and acknowledged by Kafka',
+    labelNames: ['migration'],
+    registers: [registry],
+  });
   const rowsApplied = new Counter({ name: 'tranche_rows_applied_total', help: 'Rows changed in Postgres by applied update records', registers: [registry] });
-  const deadLetters = new Counter({ name: 'tranche_dead_letters_total', help: 'Records sent to the dead-letter topic', registers: [registry] });
+  const deadLetters = new Counter({ name: 'tranche_dead_letters_total', help: 'Records sent to the dead-letter topic by this instance', registers: [registry] });
   const taskClaims = new Counter({ name: 'tranche_task_claims_total', help: 'One-time tasks claimed by this instance', registers: [registry] });
+  const throttledSeconds = new Counter({
+    name: 'tranche_throttled_seconds_total',
+    help: 'Time partition workers of this instance waited on the global throttle',
+    labelNames: ['migration'],
+    registers: [registry],
+  });
   const claimDelay = new Histogram({
     name: 'tranche_claim_delay_seconds',
     help: 'Delay from a task being due to its claim (database clock)',
@@ -44,38 +75,69 @@ export function createMetrics(deps: {
     },
   });
   new Gauge({
-    name: 'tranche_partitions',
-    help: 'Partitions of active runs by state',
-    labelNames: ['run_id', 'state'],
+    name: 'tranche_throttle_rows_per_second',
+    help: 'Global throttle on rows produced per second now in force (0 = unlimited)',
     registers: [registry],
     async collect() {
       this.reset();
-      const { rows } = await deps.db.pool.query<{ run_id: number; state: string; n: number }>(
-        `SELECT p.run_id, p.state, count(*) AS n FROM partitions p JOIN migration_runs r ON r.id = p.run_id
-         WHERE r.status IN ('identifying', 'running', 'paused', 'failed') GROUP BY 1, 2`,
-      );
-      for (const r of rows) this.set({ run_id: String(r.run_id), state: r.state }, r.n);
+      const limit = await deps.throttleLimit?.().catch(() => null);
+      if (limit !== null && limit !== undefined) this.set(limit);
     },
+  });
+  new Gauge({
+    name: 'tranche_partitions',
+    help: 'Partitions of active and failed runs by state',
+    labelNames: ['migration', 'run_id', 'state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const { rows } = await deps.db.pool.query<{ run_id: number; migration: string; state: string; n: number }>(
+        `SELECT p.run_id, r.migration, p.state, count(*)::int AS n FROM partitions p JOIN migration_runs r ON r.id = p.run_id
+         WHERE r.status IN ('identifying', 'running', 'paused', 'failed') GROUP BY 1, 2, 3`,
+      );
+      for (const r of rows) this.set({ migration: r.migration, run_id: String(r.run_id), state: r.state }, r.n);
+    },
+  });
+  const runRows = new Gauge({
+    name: 'tranche_run_rows_applied',
+    help: 'Rows applied so far by each active run (its partitions, from Postgres)',
+    labelNames: ['migration', 'run_id', 'status'],
+    registers: [registry],
+  });
+  const runRowsEligible = new Gauge({
+    name: 'tranche_run_rows',
+    help: 'Rows each active run must apply in all (its partitions, from Postgres)',
+    labelNames: ['migration', 'run_id', 'status'],
+    registers: [registry],
   });
   new Gauge({
     name: 'tranche_run_duration_seconds',
     help: 'Duration of runs: elapsed for active runs, total for the latest completed run',
-    labelNames: ['run_id', 'status'],
+    labelNames: ['migration', 'run_id', 'status'],
     registers: [registry],
     async collect() {
       this.reset();
-      const { rows } = await deps.db.pool.query<{ id: number; status: string; seconds: number }>(
-        `(SELECT id, status, extract(epoch FROM now() - created_at)::float8 AS seconds FROM migration_runs
-          WHERE status IN ('identifying', 'running', 'paused'))
+      runRows.reset();
+      runRowsEligible.reset();
+      const { rows } = await deps.db.pool.query<{ id: number; migration: string; status: string; seconds: number; applied: string; total: string }>(
+        `(SELECT r.id, r.migration, r.status, extract(epoch FROM now() - r.created_at)::float8 AS seconds,
+                 (SELECT coalesce(sum(p.rows_applied), 0) FROM partitions p WHERE p.run_id = r.id)::text AS applied,
+                 (SELECT coalesce(sum(p.row_count), 0) FROM partitions p WHERE p.run_id = r.id)::text AS total
+          FROM migration_runs r WHERE r.status IN ('identifying', 'running', 'paused'))
          UNION ALL
-         (SELECT id, status, extract(epoch FROM completed_at - created_at)::float8 FROM migration_runs
+         (SELECT id, migration, status, extract(epoch FROM completed_at - created_at)::float8, NULL, NULL FROM migration_runs
           WHERE status = 'completed' ORDER BY completed_at DESC LIMIT 1)`,
       );
-      for (const r of rows) this.set({ run_id: String(r.id), status: r.status }, r.seconds);
+      for (const r of rows) {
+        const labels = { migration: r.migration, run_id: String(r.id), status: r.status };
+        this.set(labels, r.seconds);
+        if (r.applied !== null) runRows.set(labels, Number(r.applied));
+        if (r.total !== null) runRowsEligible.set(labels, Number(r.total));
+      }
     },
   });
   new Gauge({
-    name: 'tranche_consumer_lag',
+    name: 'tranche_consumer_lag_records',
     help: 'Update records not yet applied, per topic partition (committed offset to high watermark)',
     labelNames: ['partition'],
     registers: [registry],
@@ -88,15 +150,17 @@ export function createMetrics(deps: {
   new Gauge({
     name: 'tranche_dead_letters_recorded',
     help: 'Dead letters recorded in Postgres, all instances, per run',
-    labelNames: ['run_id'],
+    labelNames: ['migration', 'run_id'],
     registers: [registry],
     async collect() {
       this.reset();
-      const { rows } = await deps.db.pool.query<{ run_id: number | null; n: number }>(
-        'SELECT run_id, count(*) AS n FROM dead_letters GROUP BY 1',
+      const { rows } = await deps.db.pool.query<{ run_id: number | null; migration: string | null; n: number }>(
+        `SELECT d.run_id, r.migration, count(*)::int AS n FROM dead_letters d LEFT JOIN migration_runs r ON r.id = d.run_id GROUP BY 1, 2`,
       );
-      for (const r of rows) this.set({ run_id: r.run_id === null ? 'unknown' : String(r.run_id) }, r.n);
+      for (const r of rows) {
+        this.set({ migration: r.migration ?? 'unknown', run_id: r.run_id === null ? 'unknown' : String(r.run_id) }, r.n);
+      }
     },
   });
-  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay };
+  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay, throttledSeconds };
 }

@@ -63,12 +63,16 @@ describe('HTTP endpoints of serve', () => {
     expect(byName.get('tranche_claim_delay_seconds')?.type).toBe('HISTOGRAM');
     // This parser reports a histogram by its cumulative buckets: +Inf holds every observation.
     expect(Number(byName.get('tranche_claim_delay_seconds')?.metrics[0]?.buckets?.['+Inf'])).toBe(4);
-    expect(byName.get('tranche_consumer_lag')?.type).toBe('GAUGE');
-    const lag = byName.get('tranche_consumer_lag')!.metrics;
+    expect(byName.get('tranche_consumer_lag_records')?.type).toBe('GAUGE');
+    const lag = byName.get('tranche_consumer_lag_records')!.metrics;
     expect(lag.length).toBe(3);
     expect(lag.every((m) => Number(m.value) === 0)).toBe(true);
     const duration = byName.get('tranche_run_duration_seconds')!.metrics.find((m) => m.labels?.run_id === String(runId));
     expect(Number(duration?.value)).toBeGreaterThan(0);
     expect(byName.has('tranche_partitions')).toBe(true);
+    expect(duration?.labels?.migration).toBe('subscription-version');
+    expect(byName.get('tranche_rows_produced_total')?.metrics[0]?.labels?.migration).toBe('subscription-version');
+    expect(byName.has('process_cpu_user_seconds_total')).toBe(true);
+    expect([...byName.keys()].some((n) => n.startsWith('tranche_process_'))).toBe(false);
   });
 });

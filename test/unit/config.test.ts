@@ -15,6 +15,14 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('leaves ADMIN_TOKEN unset (read-only dashboard) unless given, and refuses a short or spaced one', () => {
+    expect(loadConfig({}).adminToken).toBeNull();
+    expect(loadConfig({ ADMIN_TOKEN: '' }).adminToken).toBeNull();
+    expect(loadConfig({ ADMIN_TOKEN: 'a-long-enough-token' }).adminToken).toBe('a-long-enough-token');
+    expect(() => loadConfig({ ADMIN_TOKEN: 'short' })).toThrow(/ADMIN_TOKEN/);
+    expect(() => loadConfig({ ADMIN_TOKEN: 'has a space in it, long' })).toThrow(ConfigError);
+  });
+
   it('prefers flags over the environment over defaults', () => {
     expect(loadConfig({ PARTITION_SIZE: '500' }).partitionSize).toBe(500);
     expect(loadConfig({ PARTITION_SIZE: '500' }, { PARTITION_SIZE: 42 }).partitionSize).toBe(42);

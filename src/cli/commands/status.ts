@@ -9,6 +9,7 @@ import { listPartitions, type PartitionView } from '../../runs/partition-list.ts
 import { getRunStatus, listRuns, type RunStatusReport } from '../../runs/run-store.ts';
 import type { PartitionState } from '../../schema.ts';
 import type { ConsumerLag } from '../../consumer/lag.ts';
+import { readRunProgress, type RunProgress } from '../../runs/run-progress.ts';
 import type { CommandContext } from '../context.ts';
 import { fmt, progressBar, renderRunDetail } from '../render.ts';
 
@@ -29,6 +30,24 @@ function lagOrNull(ctx: CommandContext): Promise<ConsumerLag | null> {
     ctx.consumerLag().catch(() => null),
     new Promise<null>((resolve) => setTimeout(() => resolve(null), 3000).unref()),
   ]);
+}
+
+/**
+ * The run's recent rate, ETA and time throttled, as the dashboard shows them (samples the
+ * instances keep in Redis: src/runs/run-progress.ts). Null when Redis does not answer.
+ */
+function progressOrNull(ctx: CommandContext, report: RunStatusReport): Promise<RunProgress | null> {
+  return Promise.race([
+    (async () => readRunProgress(ctx.openCoordination().client, ctx.config.redisPrefix, report.runId, report.rows))().catch(() => null),
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), 3000).unref()),
+  ]);
+}
+
+function progressLine(progress: RunProgress | null): string {
+  if (!progress) return '  recent rate unknown (Redis did not answer)';
+  const rate = progress.rowsPerSecond === null ? 'recent rate not sampled yet' : `recent rate ${fmt(Math.round(progress.rowsPerSecond))} rows/s`;
+  const eta = progress.etaSeconds === null ? '' : `, ETA ${Math.round(progress.etaSeconds)} s`;
+  return `  ${rate}${eta}, throttled for ${progress.throttledSeconds.toFixed(1)} s`;
 }
 
 function lagLine(lag: ConsumerLag | null): string {
@@ -59,19 +78,23 @@ export async function statusCommand(
   let report = await getRunStatus(db.pool, runId);
   if (!report) throw new UserError(`run ${runId} does not exist`);
   let partitions: PartitionView[] = await listPartitions(db, runId);
+  const progress = await progressOrNull(ctx, report);
   if (options.json) {
     const lag = await lagOrNull(ctx);
-    console.log(JSON.stringify({ ...report, consumerLag: lag, partitionList: partitions }));
+    const { samples: _samples, ...recent } = progress ?? { samples: [] };
+    console.log(JSON.stringify({ ...report, consumerLag: lag, progress: progress ? recent : null, partitionList: partitions }));
     return;
   }
+  // The recent rate (last minute of samples) when the instances sampled it, else the average.
+  const recentRate = progress?.rowsPerSecond ?? null;
   const live = options.watch !== false && process.stdout.isTTY === true && ACTIVE.includes(report.status);
   if (!live) {
-    console.log(renderRunDetail(report, partitions, { rate: report.rows.applied / elapsedSeconds(report), bars: process.stdout.isTTY === true }));
-    if (ACTIVE.includes(report.status)) console.log(lagLine(await lagOrNull(ctx)));
+    console.log(renderRunDetail(report, partitions, { rate: recentRate ?? report.rows.applied / elapsedSeconds(report), bars: process.stdout.isTTY === true }));
+    if (ACTIVE.includes(report.status)) console.log(`${progressLine(progress)}\n${lagLine(await lagOrNull(ctx))}`);
     return;
   }
   let previous = { at: Date.now(), applied: report.rows.applied };
-  let rate = report.rows.applied / elapsedSeconds(report);
+  let rate = recentRate ?? report.rows.applied / elapsedSeconds(report);
   for (;;) {
     process.stdout.write(`\x1b[H\x1b[2J${renderRunDetail(report, partitions, { rate, maxPartitions: Math.max(5, (process.stdout.rows ?? 40) - 16) })}\n`);
     if (!ACTIVE.includes(report.status)) return;
