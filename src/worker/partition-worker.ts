@@ -14,6 +14,7 @@ import { createRecordEncoder } from '../stream/update-record.ts';
 import type { OutgoingMessage, StreamClient } from '../stream/kafka.ts';
 import type { TaskControlState } from '../tasks/executor.ts';
 import { type ClaimedTask, completeTask, releaseTask } from '../tasks/task-store.ts';
+import { fixedPageSize, type PageSizer } from './page-size.ts';
 
 export type PartitionOutcome = 'completed' | 'paused' | 'cancelled' | 'released';
 
@@ -22,7 +23,8 @@ export interface PartitionWorkerDeps {
   stream: StreamClient;
   log: Logger;
   instanceId: string;
-  pageSize: number;
+  /** Rows per page: a fixed number, or a controller that adapts it (./page-size.ts). */
+  pageSize: number | PageSizer;
   topicUpdates: string;
   /** Current status of a run (may be cached for a moment). */
   runStatus(runId: number): Promise<RunStatus | null>;
@@ -200,6 +202,7 @@ export async function processPartition(
   let afterDate = partition.offset_date ?? partition.min_created_date;
   let afterId = partition.offset_id ?? partition.min_id - 1;
   const pageRecords = recordBuilder(partition);
+  const pages = typeof deps.pageSize === 'number' ? fixedPageSize(deps.pageSize) : deps.pageSize;
   while (!partition.completed) {
     if (control.lost) throw new FencedError(`task of partition ${partitionId} was taken over`);
     if (control.stopping) {
@@ -217,16 +220,19 @@ export async function processPartition(
       await completeTask(db.pool, task, instanceId);
       return 'cancelled';
     }
-    if (deps.throttle && !(await deps.throttle(deps.pageSize, () => control.stopping || control.lost))) continue;
-    const page = await nextPage(db, partition, afterDate, afterId, deps.pageSize, pageRecords);
+    const pageSize = pages.next();
+    if (deps.throttle && !(await deps.throttle(pageSize, () => control.stopping || control.lost))) continue;
+    const pageStarted = performance.now();
+    const page = await nextPage(db, partition, afterDate, afterId, pageSize, pageRecords);
     if (page === null) break;
     const { rows, lastDate, lastId } = page;
     await deps.stream.send(deps.topicUpdates, page.messages);
     await advanceOffset(db.pool, task, instanceId, { partitionId, lastDate, lastId, rows });
     afterDate = lastDate;
     afterId = lastId;
+    pages.observe(pageSize, rows, performance.now() - pageStarted);
     deps.onPage?.({ runId: partition.run_id, partitionId, rows, lastId });
-    if (rows < deps.pageSize) break;
+    if (rows < pageSize) break;
   }
 
   await completePartition(db, task, instanceId, partitionId);
