@@ -11,6 +11,9 @@ import { getHeapStatistics } from 'node:v8';
 import { CompletionTracker } from './coordination/completion.ts';
 import { type Coordination, createCoordination } from './coordination/redis.ts';
 import { createThrottle } from './coordination/throttle.ts';
+import { startHealthMonitor } from './health/monitor.ts';
+import { createHealthGate, readHealthState } from './health/state.ts';
+import { adaptivePageSize, fixedPageSize } from './worker/page-size.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
@@ -103,9 +106,14 @@ export async function startService(config: Config, log: Logger, options: Service
     // Called at scrape time only, after the executor below exists.
     activeTasks: () => executor.activeTasks,
     consumerLag: () => stream.lag(config.kafkaGroupId, config.topicUpdates),
+    health: () => readHealthState(coordination.client, config.redisPrefix),
   });
 
-  const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log });
+  const health = createHealthGate(coordination.client, config.redisPrefix);
+  const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log, health });
+  const pageSize = config.pageTargetMs === null
+    ? fixedPageSize(config.pageSize)
+    : adaptivePageSize({ initial: config.pageSize, targetMs: config.pageTargetMs, min: config.pageSizeMin, max: config.pageSizeMax });
 
   const completion = new CompletionTracker({
     db,
@@ -130,7 +138,7 @@ export async function startService(config: Config, log: Logger, options: Service
     },
     handler: async (task, control) => {
       const outcome = await processPartition(
-        { db, stream, log, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
+        { db, stream, log, instanceId: config.instanceId, pageSize, topicUpdates: config.topicUpdates, runStatus, throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop), onPage: (e) => metrics.rowsProduced.inc(e.rows) },
         task,
         control,
       );
@@ -224,6 +232,7 @@ export async function startService(config: Config, log: Logger, options: Service
     }
   };
   const reconciler = setInterval(() => void tick(), config.reconcileIntervalMs);
+  const monitor = startHealthMonitor({ db, coordination, log, instanceId: config.instanceId, prefix: config.redisPrefix, settings: config });
 
   const nightly =
     (options.cron ?? config.cronEnabled)
@@ -275,6 +284,7 @@ export async function startService(config: Config, log: Logger, options: Service
       stopped ??= (async () => {
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
+        await monitor.stop();
         await nightly?.stop();
         stopping = true;
         const drained = await executor.stop(graceMs);

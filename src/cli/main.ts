@@ -61,6 +61,7 @@ function buildProgram(): Command {
     .option('--product <key>', 'only this product (repeatable)', collect)
     .option('--force', 'start even while another run is active; its products are skipped')
     .option('--dry-run', 'print the partitions it would create and write nothing')
+    .option('--ignore-window', 'work at any time, even outside the WINDOW (this run only)')
     .option('--json', 'print one JSON object with runId')
     .action((opts) => withContext({}, (ctx) => identifyCommand(ctx, opts)));
 

@@ -6,6 +6,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db.ts';
+import { type HealthState, STATE_VALUE } from '../health/state.ts';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -21,6 +22,8 @@ export function createMetrics(deps: {
   instanceId: string;
   activeTasks(): number;
   consumerLag(): Promise<{ partition: number; lag: number }[]>;
+  /** The shared protection state (src/health), read at scrape time. */
+  health?(): Promise<HealthState | null>;
 }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ instance_id: deps.instanceId });
@@ -98,5 +101,40 @@ export function createMetrics(deps: {
       for (const r of rows) this.set({ run_id: r.run_id === null ? 'unknown' : String(r.run_id) }, r.n);
     },
   });
+  const health = deps.health;
+  if (health) {
+    new Gauge({
+      name: 'tranche_throttle_state',
+      help: 'Shared protection state: 0 running, 1 throttled, 2 critical (runs paused); label signal: the reason',
+      labelNames: ['signal'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const state = await health();
+        this.set({ signal: state?.reason?.name ?? '' }, state ? STATE_VALUE[state.state] : 0);
+      },
+    });
+    const readings = async () => (await health())?.signals ?? [];
+    new Gauge({
+      name: 'tranche_health_signal_value',
+      help: 'Last value of each health signal (unit label: ms, bytes or backends)',
+      labelNames: ['signal', 'unit'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await readings()) this.set({ signal: r.name, unit: r.unit }, r.value);
+      },
+    });
+    new Gauge({
+      name: 'tranche_health_signal_limit',
+      help: 'Limit of each health signal above which production is throttled',
+      labelNames: ['signal', 'unit'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await readings()) this.set({ signal: r.name, unit: r.unit }, r.limit);
+      },
+    });
+  }
   return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay };
 }

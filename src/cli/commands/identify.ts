@@ -1,5 +1,6 @@
 /** `tranche identify`: start a run now and identify its partitions in this process. */
 import { computeBoundaries, identifyDepsFrom, type PartitionBounds, startManualRun } from '../../identification/identify.ts';
+import { resumeRun } from '../../runs/run-control.ts';
 import { loadSql } from '../../sql.ts';
 import type { CommandContext } from '../context.ts';
 
@@ -10,6 +11,8 @@ export interface IdentifyOptions {
   force?: boolean;
   dryRun?: boolean;
   json?: boolean;
+  /** The run works at any time, whatever WINDOW says. */
+  ignoreWindow?: boolean;
 }
 
 export async function identifyCommand(ctx: CommandContext, options: IdentifyOptions): Promise<void> {
@@ -59,6 +62,12 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
     productFilter: options.product ?? null,
     force: options.force,
   });
+  if (options.ignoreWindow) {
+    await db.pool.query('UPDATE migration_runs SET ignore_window = true WHERE id = $1', [run.runId]);
+    // A monitor may have paused it for the window between its creation and the line above.
+    const { rows } = await db.pool.query("SELECT 1 FROM migration_runs WHERE id = $1 AND status = 'paused' AND pause_reason = 'window'", [run.runId]);
+    if (rows.length > 0) await resumeRun(db, co, run.runId);
+  }
   if (options.json) {
     console.log(JSON.stringify({ runId: run.runId, products: run.products.length, partitions: run.partitions, rows: run.rows }));
   } else {
