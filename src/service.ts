@@ -39,6 +39,8 @@ export interface ServiceOptions {
   httpPort?: number;
   /** Apply pending schema migrations at start (default true). */
   migrate?: boolean;
+  /** Evaluate the health signals and the work window in this instance (default true). */
+  health?: boolean;
 }
 
 export interface Service {
@@ -232,7 +234,7 @@ export async function startService(config: Config, log: Logger, options: Service
     }
   };
   const reconciler = setInterval(() => void tick(), config.reconcileIntervalMs);
-  const monitor = startHealthMonitor({ db, coordination, log, instanceId: config.instanceId, prefix: config.redisPrefix, settings: config });
+  const monitor = options.health === false ? null : startHealthMonitor({ db, coordination, log, instanceId: config.instanceId, prefix: config.redisPrefix, settings: config });
 
   const nightly =
     (options.cron ?? config.cronEnabled)
@@ -284,7 +286,7 @@ export async function startService(config: Config, log: Logger, options: Service
       stopped ??= (async () => {
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
-        await monitor.stop();
+        await monitor?.stop();
         await nightly?.stop();
         stopping = true;
         const drained = await executor.stop(graceMs);

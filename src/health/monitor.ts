@@ -34,6 +34,8 @@ export interface HealthMonitorDeps {
   instanceId: string;
   prefix: string;
   settings: HealthSettings;
+  /** The clock windows are evaluated on (default: the database's now(), one clock for all instances). */
+  now?: () => Promise<Date>;
 }
 
 export interface HealthMonitor {
@@ -70,6 +72,11 @@ export function startHealthMonitor(deps: HealthMonitorDeps): HealthMonitor {
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let failing = false;
+
+  async function databaseNow(): Promise<Date> {
+    const { rows } = await db.pool.query<{ ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms');
+    return new Date(Number(rows[0]?.ms ?? Date.now()));
+  }
 
   async function actOnWindow(open: boolean): Promise<void> {
     if (!open) {
@@ -112,8 +119,7 @@ export function startHealthMonitor(deps: HealthMonitorDeps): HealthMonitor {
       failing = true;
       return null;
     }
-    const { rows } = await db.pool.query<{ ms: number }>('SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms');
-    const now = new Date(Number(rows[0]?.ms ?? Date.now()));
+    const now = await (deps.now ?? databaseNow)();
     const readings = await readSignals(db, settings);
     const decided = decide(readings, settings.healthCriticalFactor);
     const window = settings.window
