@@ -5,7 +5,8 @@
  *   idle       nothing else runs;
  *   bulk       one bulk `UPDATE subscriptions … FROM products` (the thing tranche replaces);
  *   tranche    one instance, unthrottled: health signals and adaptive pages off;
- *   protected  one instance with the health throttle and adaptive pages on their defaults.
+ *   protected  one instance with the health throttle on its defaults and adaptive pages
+ *              (PAGE_SIZE_ADAPTIVE=true) on their default target, floor and ceiling.
  * For each: application transactions/s, p50, p99, p99.9 and max latency (from pgbench's
  * per-transaction log), and the migration's rows/s, every figure beside its baselines.
  * The load runs in chunks of --chunk-seconds until the migration is over, so its window
@@ -66,8 +67,10 @@ const UNPROTECTED = {
   HEALTH_MAX_LOCK_WAIT_MS: 'off',
   HEALTH_MAX_ACTIVE_BACKENDS: 'off',
   HEALTH_PROBE_QUERY: '',
-  PAGE_TARGET_MS: 'off',
+  PAGE_SIZE_ADAPTIVE: 'false',
 };
+/** Protection on its defaults, with adaptive pages (off by default) turned on. */
+const PROTECTED = { PAGE_SIZE_ADAPTIVE: 'true' };
 const env: NodeJS.ProcessEnv = { ...process.env, ...BENCH_ENV, INSTANCE_ID: 'bench-live', LOG_LEVEL: process.env.LOG_LEVEL || 'warn' };
 const ctx = createContext({}, env);
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -260,7 +263,7 @@ async function main(): Promise<number> {
     const idle = await measure(db, maxId, dir, 'idle', null);
     const bulk = await measure(db, maxId, dir, 'bulk', () => bulkUpdate(db));
     const free = await measure(db, maxId, dir, 'tranche', () => trancheRun(db, UNPROTECTED, `${logs}tranche.log`));
-    const safe = await measure(db, maxId, dir, 'protected', () => trancheRun(db, {}, `${logs}protected.log`));
+    const safe = await measure(db, maxId, dir, 'protected', () => trancheRun(db, PROTECTED, `${logs}protected.log`));
 
     const x = (a: number, b: number) => `${fmt(a / b, 2)}x`;
     out('');

@@ -127,10 +127,13 @@ export interface Config {
    */
   readonly healthCriticalFactor: number | null;
   /**
-   * PAGE_TARGET_MS: adaptive pages aim at this time per page, between PAGE_SIZE_MIN and
-   * PAGE_SIZE_MAX, starting at PAGE_SIZE; `off` keeps every page at PAGE_SIZE (500).
+   * PAGE_SIZE_ADAPTIVE: pages grow or shrink toward PAGE_TARGET_MS between PAGE_SIZE_MIN and
+   * PAGE_SIZE_MAX, starting at PAGE_SIZE; a crash then produces at most one page of up to
+   * PAGE_SIZE_MAX rows again. Off: every page is PAGE_SIZE (false).
    */
-  readonly pageTargetMs: number | null;
+  readonly pageSizeAdaptive: boolean;
+  /** PAGE_TARGET_MS: the time one adaptive page aims at (500). */
+  readonly pageTargetMs: number;
   /** PAGE_SIZE_MIN: smallest adaptive page (100). */
   readonly pageSizeMin: number;
   /** PAGE_SIZE_MAX: largest adaptive page (10000). */
@@ -189,6 +192,7 @@ const DEFAULTS = {
   HEALTH_PROBE_QUERY: '',
   HEALTH_PROBE_MAX_MS: '50',
   HEALTH_CRITICAL_FACTOR: 'off',
+  PAGE_SIZE_ADAPTIVE: 'false',
   PAGE_TARGET_MS: '500',
   PAGE_SIZE_MIN: '100',
   PAGE_SIZE_MAX: '10000',
@@ -331,7 +335,8 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     logLevel,
     instanceId,
     ...protection,
-    pageTargetMs: optionalInt('PAGE_TARGET_MS', 1, 3_600_000),
+    pageSizeAdaptive: bool('PAGE_SIZE_ADAPTIVE'),
+    pageTargetMs: int('PAGE_TARGET_MS', 1, 3_600_000),
     pageSizeMin,
     pageSizeMax,
   });

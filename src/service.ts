@@ -113,7 +113,7 @@ export async function startService(config: Config, log: Logger, options: Service
 
   const health = createHealthGate(coordination.client, config.redisPrefix);
   const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log, health });
-  const pageSize = config.pageTargetMs === null
+  const pageSize = !config.pageSizeAdaptive
     ? fixedPageSize(config.pageSize)
     : adaptivePageSize({ initial: config.pageSize, targetMs: config.pageTargetMs, min: config.pageSizeMin, max: config.pageSizeMax });
 

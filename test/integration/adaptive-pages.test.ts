@@ -16,7 +16,7 @@ describe('adaptive pages', () => {
   let env: TestEnv;
   let services: Service[] = [];
   beforeAll(async () => {
-    env = await createTestEnv({ PAGE_SIZE: '400', PAGE_SIZE_MIN: '20', PAGE_SIZE_MAX: '400', PAGE_TARGET_MS: '100', WORKER_CONCURRENCY: '1' });
+    env = await createTestEnv({ PAGE_SIZE: '400', PAGE_SIZE_MIN: '20', PAGE_SIZE_MAX: '400', PAGE_SIZE_ADAPTIVE: 'true', PAGE_TARGET_MS: '100', WORKER_CONCURRENCY: '1' });
   });
   afterAll(async () => {
     await stopAll(services);

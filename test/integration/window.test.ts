@@ -24,7 +24,7 @@ describe('work windows', () => {
   let co: ReturnType<typeof coordination>;
   beforeAll(async () => {
     // Slow enough to stop half-way: 1,500 rows/s for the whole run, pages of 50 to 200 rows.
-    env = await createTestEnv({ THROTTLE_ROWS_PER_SECOND: '1500', PAGE_SIZE: '100', PAGE_SIZE_MIN: '50', PAGE_SIZE_MAX: '200', WORKER_CONCURRENCY: '2' });
+    env = await createTestEnv({ THROTTLE_ROWS_PER_SECOND: '1500', PAGE_SIZE: '100', PAGE_SIZE_ADAPTIVE: 'true', PAGE_SIZE_MIN: '50', PAGE_SIZE_MAX: '200', WORKER_CONCURRENCY: '2' });
     co = coordination();
   });
   afterAll(async () => {

@@ -46,6 +46,8 @@ describe('loadConfig', () => {
     ['WINDOW_TIMEZONE', 'Mars/Olympus'],
     ['WINDOW', '05:00-01:00'],
     ['PAGE_TARGET_MS', '-500'],
+    ['PAGE_TARGET_MS', 'off'],
+    ['PAGE_SIZE_ADAPTIVE', 'sometimes'],
     ['PAGE_SIZE_MAX', '0'],
   ])('rejects %s=%s with a message naming the variable', (name, value) => {
     let error: unknown;
@@ -72,11 +74,12 @@ describe('loadConfig', () => {
     expect(c.healthMaxActiveBackends).toBeNull();
     expect(c.healthProbeQuery).toBeNull();
     expect(c.healthCriticalFactor).toBeNull();
+    expect(c.pageSizeAdaptive).toBe(false);
     expect(c.pageTargetMs).toBe(500);
     expect(c.window).toBeNull();
-    const off = loadConfig({ HEALTH_MAX_REPLICA_LAG_MS: 'off', PAGE_TARGET_MS: 'off', WINDOW: '01:00-05:00', WINDOW_TIMEZONE: 'Europe/Paris' });
+    const off = loadConfig({ HEALTH_MAX_REPLICA_LAG_MS: 'off', PAGE_SIZE_ADAPTIVE: 'on', WINDOW: '01:00-05:00', WINDOW_TIMEZONE: 'Europe/Paris' });
     expect(off.healthMaxReplicaLagMs).toBeNull();
-    expect(off.pageTargetMs).toBeNull();
+    expect(off.pageSizeAdaptive).toBe(true);
     expect(off.window?.timezone).toBe('Europe/Paris');
     expect(loadConfig({ HEALTH_PROBE_QUERY: 'select count(*) from pg_stat_activity' }).healthProbeQuery).toMatch(/^select/);
   });
