@@ -63,7 +63,7 @@ export function decide(readings: readonly SignalReading[], criticalFactor: numbe
   return over ? { state: 'throttled', reason: over } : { state: 'running', reason: null };
 }
 
-const signature = (s: Pick<HealthState, 'state' | 'reason'> | null) => (s === null ? 'running' : `${s.state}:${s.reason?.name ?? ''}`);
+const signature = (s: Pick<HealthState, 'state' | 'reason'> | null) => (s === null ? 'running:' : `${s.state}:${s.reason?.name ?? ''}`);
 
 export function startHealthMonitor(deps: HealthMonitorDeps): HealthMonitor {
   const { db, coordination, log, settings, prefix, instanceId } = deps;
