@@ -5,6 +5,10 @@
 #   bash scripts/stack.sh status        one line per service; exit 0 if all up, 3 otherwise
 #   bash scripts/stack.sh down          stop the Kafka broker this script started
 #   bash scripts/stack.sh down --all    ... and also the machine's Redis and PostgreSQL
+#   bash scripts/stack.sh replica-up    start a streaming hot standby of the local PostgreSQL
+#                                       (pg_basebackup into .cache/replica, port 5433); off
+#                                       unless asked for, never started by `up`
+#   bash scripts/stack.sh replica-down  stop it and delete its data directory
 #
 # The build/test machines have no Docker engine (docker-compose.yml is for people who do).
 # PostgreSQL and Redis normally already run there; they are installed from Debian's packages
@@ -17,6 +21,7 @@
 #   TRANCHE_STACK_DIR          state directory (default <repo>/.cache); relative = to the repo
 #   TRANCHE_KAFKA_START_TIMEOUT  seconds to wait for a fresh broker to accept writes (90)
 #   KAFKA_HEAP_OPTS, KAFKA_OPTS  extra JVM options for the broker (heap default -Xmx512m -Xms256m)
+#   TRANCHE_REPLICA_PORT       port of the hot standby of replica-up (5433)
 set -euo pipefail
 
 # --- Paths (everything relative to the repository root, whatever the caller's cwd) -------------
@@ -478,6 +483,102 @@ kafka_down() {
   fi
 }
 
+# =================================== Replica (hot standby) ======================================
+# A streaming hot standby of the local PostgreSQL, so that the replica-lag health signal is
+# tested against a real replica. It needs nothing of the primary but a replication connection
+# (wal_level replica and max_wal_senders > 0 are PostgreSQL 15's defaults; the local pg_hba
+# trusts replication from 127.0.0.1). It uses no replication slot, so a forgotten standby never
+# makes the primary keep WAL. Its data lives in $STACK_DIR/replica, owned by the server's user.
+REPLICA_PORT="${TRANCHE_REPLICA_PORT:-5433}"
+REPLICA_DIR="$STACK_DIR/replica"
+REPLICA_DATA="$REPLICA_DIR/data"
+REPLICA_LOG="$REPLICA_DIR/replica.log"
+
+# as_pg CMD...: run as the cluster's owner (postgres) when we are root.
+as_pg() {
+  if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+  local dir
+  dir="$(pg_config --bindir 2>/dev/null || true)"
+  [[ -x "$dir/$1" ]] || dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  [[ -x "$dir/$1" ]] || die "cannot find PostgreSQL's $1"
+  echo "$dir/$1"
+}
+
+# The primary must accept replication connections from loopback: an entry is appended to its
+# pg_hba.conf when none exists, and the server reloads it (a reload, never a restart).
+replica_hba() {
+  local q="psql -h $PG_HOST -p $PG_PORT -U postgres -Atc" hba
+  if $q "SELECT 1 FROM pg_hba_file_rules WHERE 'replication' = ANY (database) AND type = 'host'
+         AND (address IS NULL OR address = '127.0.0.1' OR address = 'all') AND error IS NULL LIMIT 1" | grep -q 1; then
+    return 0
+  fi
+  hba="$($q 'SHOW hba_file')"
+  [[ -w "$hba" ]] || die "the primary refuses replication from $PG_HOST and $hba is not writable here; add: host replication all 127.0.0.1/32 trust"
+  msg "allowing replication from $PG_HOST in $hba (then reloading, no restart)"
+  printf '%s\n' '# Added by tranche scripts/stack.sh replica-up: a local hot standby' \
+    'host    replication  all   127.0.0.1/32  trust' >>"$hba"
+  $q 'SELECT pg_reload_conf()' >/dev/null
+}
+
+replica_up() {
+  pg_ready "$PG_HOST" "$PG_PORT" || die "the primary at $PG_HOST:$PG_PORT is down; run: bash scripts/stack.sh up"
+  if pg_ready "$PG_HOST" "$REPLICA_PORT"; then msg "replica up at $PG_HOST:$REPLICA_PORT"; return 0; fi
+  local settings
+  settings="$(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atc "SELECT current_setting('wal_level') || ' ' || current_setting('max_wal_senders')")"
+  read -r wal_level senders <<<"$settings"
+  [[ "$wal_level" != minimal && "$senders" -gt 0 ]] ||
+    die "the primary cannot stream (wal_level=$wal_level, max_wal_senders=$senders); both need a restart of it to change"
+  replica_hba
+  mkdir -p "$REPLICA_DIR"
+  [[ "$(id -u)" == 0 ]] && chown postgres: "$REPLICA_DIR"
+  if [[ ! -f "$REPLICA_DATA/standby.signal" ]]; then
+    rm -rf "$REPLICA_DATA"
+    msg "copying the primary with pg_basebackup into $REPLICA_DATA"
+    as_pg "$(pg_bin pg_basebackup)" -h "$PG_HOST" -p "$PG_PORT" -U postgres -D "$REPLICA_DATA" -X stream -R -c fast \
+      -d "application_name=tranche-replica" >/dev/null
+    # Debian keeps the configuration outside the data directory: the standby gets its own,
+    # with the settings a hot standby must have at least as high as its primary.
+    local limits
+    limits="$(psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atc "SELECT string_agg(name || ' = ' || setting, E'\\n')
+      FROM pg_settings WHERE name IN ('max_connections', 'max_worker_processes', 'max_wal_senders',
+                                      'max_prepared_transactions', 'max_locks_per_transaction')")"
+    [[ -f "$REPLICA_DATA/postgresql.conf" ]] || printf '%s\n' "$limits" "shared_buffers = 32MB" >"$REPLICA_DATA/postgresql.conf"
+    [[ -f "$REPLICA_DATA/pg_hba.conf" ]] ||
+      printf '%s\n' 'local all all trust' 'host all all 127.0.0.1/32 trust' >"$REPLICA_DATA/pg_hba.conf"
+    chown postgres: "$REPLICA_DATA/postgresql.conf" "$REPLICA_DATA/pg_hba.conf" 2>/dev/null || true
+    cat >>"$REPLICA_DATA/postgresql.auto.conf" <<CONF
+hba_file = '$REPLICA_DATA/pg_hba.conf'
+ident_file = ''
+port = $REPLICA_PORT
+listen_addresses = '$PG_HOST'
+hot_standby = on
+hot_standby_feedback = off
+wal_receiver_status_interval = 1s
+unix_socket_directories = '$REPLICA_DIR'
+CONF
+  fi
+  as_pg "$(pg_bin pg_ctl)" -D "$REPLICA_DATA" -l "$REPLICA_LOG" -w -t 60 start >/dev/null ||
+    die "the replica did not start; see $REPLICA_LOG"
+  local deadline=$((SECONDS + PG_START_TIMEOUT))
+  until psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -Atc \
+    "SELECT 1 FROM pg_stat_replication WHERE application_name = 'tranche-replica' AND state = 'streaming'" | grep -q 1; do
+    ((SECONDS < deadline)) || die "the replica did not start streaming within ${PG_START_TIMEOUT}s; see $REPLICA_LOG"
+    sleep 0.5
+  done
+  msg "replica up at $PG_HOST:$REPLICA_PORT, streaming from $PG_HOST:$PG_PORT"
+}
+
+replica_down() {
+  if [[ -f "$REPLICA_DATA/postmaster.pid" ]]; then
+    as_pg "$(pg_bin pg_ctl)" -D "$REPLICA_DATA" -m fast -w -t 60 stop >/dev/null || die "the replica did not stop; see $REPLICA_LOG"
+  fi
+  rm -rf "$REPLICA_DIR"
+  msg "replica down"
+}
+
 # =================================== Commands ===================================================
 cmd_up() {
   if [[ "${TRANCHE_TESTCONTAINERS:-}" == "1" ]]; then
@@ -521,7 +622,7 @@ cmd_down() {
 }
 
 usage() {
-  echo "usage: bash scripts/stack.sh up | status | down [--all]" >&2
+  echo "usage: bash scripts/stack.sh up | status | down [--all] | replica-up | replica-down" >&2
   exit 2
 }
 
@@ -532,6 +633,8 @@ case "${1:-}" in
     [[ $# -eq 1 || ($# -eq 2 && "$2" == --all) ]] || usage
     cmd_down "${2:-}"
     ;;
+  replica-up) [[ $# -eq 1 ]] || usage; replica_up ;;
+  replica-down) [[ $# -eq 1 ]] || usage; replica_down ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac

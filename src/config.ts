@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import cron from 'node-cron';
 import { ConfigError } from './errors.ts';
+import { parseWindows, WindowError, type WorkWindows } from './health/window.ts';
 
 export type MissedSlotPolicy = 'catch-up' | 'skip';
 
@@ -112,6 +113,47 @@ export interface Config {
    * Unset (the default): the dashboard and the API are read-only. At least 16 characters.
    */
   readonly adminToken: string | null;
+
+  // Protection (docs/operations.md "Protecting the database"). A limit of `off` turns its
+  // signal off; the state is evaluated by one instance at a time and shared through Redis.
+  /** HEALTH_INTERVAL_MS: how often the health signals are read (1000). */
+  readonly healthIntervalMs: number;
+  /** HEALTH_MAX_REPLICA_LAG_MS: most replay lag of any streaming replica, pg_stat_replication (1000). */
+  readonly healthMaxReplicaLagMs: number | null;
+  /** HEALTH_SLOTS: comma-separated logical replication slots to watch (none). */
+  readonly healthSlots: readonly string[];
+  /** HEALTH_MAX_SLOT_LAG_BYTES: most WAL bytes one of HEALTH_SLOTS may retain (1 GiB). */
+  readonly healthMaxSlotLagBytes: number | null;
+  /** HEALTH_MAX_LOCK_WAIT_MS: longest wait of another session on a lock held by tranche (100). */
+  readonly healthMaxLockWaitMs: number | null;
+  /** HEALTH_MAX_ACTIVE_BACKENDS: most active backends of the database, tranche's excluded (off). */
+  readonly healthMaxActiveBackends: number | null;
+  /** HEALTH_PROBE_QUERY: a SELECT whose latency is watched (none). */
+  readonly healthProbeQuery: string | null;
+  /** HEALTH_PROBE_MAX_MS: most latency of HEALTH_PROBE_QUERY (50). */
+  readonly healthProbeMaxMs: number;
+  /**
+   * HEALTH_CRITICAL_FACTOR: a signal at this many times its limit pauses every running run
+   * (the hard stop, gh-ost's --critical-load); an operator resumes it (off).
+   */
+  readonly healthCriticalFactor: number | null;
+  /**
+   * PAGE_SIZE_ADAPTIVE: pages grow or shrink toward PAGE_TARGET_MS between PAGE_SIZE_MIN and
+   * PAGE_SIZE_MAX, starting at PAGE_SIZE; a crash then produces at most one page of up to
+   * PAGE_SIZE_MAX rows again. Off: every page is PAGE_SIZE (false).
+   */
+  readonly pageSizeAdaptive: boolean;
+  /** PAGE_TARGET_MS: the time one adaptive page aims at (500). */
+  readonly pageTargetMs: number;
+  /** PAGE_SIZE_MIN: smallest adaptive page (100). */
+  readonly pageSizeMin: number;
+  /** PAGE_SIZE_MAX: largest adaptive page (10000). */
+  readonly pageSizeMax: number;
+  /**
+   * WINDOW: times of day when runs may work, `HH:MM-HH:MM[,…]` in WINDOW_TIMEZONE (none:
+   * always). Outside it running runs pause, shown as `paused (window)`, and resume at its start.
+   */
+  readonly window: WorkWindows | null;
 }
 
 type Raw = Record<string, string | undefined>;
@@ -154,6 +196,21 @@ const DEFAULTS = {
   HTTP_PORT: '8080',
   LOG_LEVEL: 'info',
   ADMIN_TOKEN: '',
+  HEALTH_INTERVAL_MS: '1000',
+  HEALTH_MAX_REPLICA_LAG_MS: '1000',
+  HEALTH_SLOTS: '',
+  HEALTH_MAX_SLOT_LAG_BYTES: '1073741824',
+  HEALTH_MAX_LOCK_WAIT_MS: '100',
+  HEALTH_MAX_ACTIVE_BACKENDS: 'off',
+  HEALTH_PROBE_QUERY: '',
+  HEALTH_PROBE_MAX_MS: '50',
+  HEALTH_CRITICAL_FACTOR: 'off',
+  PAGE_SIZE_ADAPTIVE: 'false',
+  PAGE_TARGET_MS: '500',
+  PAGE_SIZE_MIN: '100',
+  PAGE_SIZE_MAX: '10000',
+  WINDOW: '',
+  WINDOW_TIMEZONE: 'UTC',
 } as const satisfies Raw;
 
 export type ConfigVariable = keyof typeof DEFAULTS | 'INSTANCE_ID';
@@ -244,6 +301,13 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
   if (heartbeatTimeoutMs < 2 * heartbeatIntervalMs) {
     throw new ConfigError('HEARTBEAT_TIMEOUT_MS', `must be at least twice HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs})`);
   }
+  const optionalInt = (name: ConfigVariable, min: number, max = Number.MAX_SAFE_INTEGER): number | null =>
+    pick(name).trim().toLowerCase() === 'off' ? null : int(name, min, max);
+  const protection = protectionSettings(pick, int, optionalInt);
+  const pageSize = int('PAGE_SIZE', 1, 100_000);
+  const pageSizeMin = int('PAGE_SIZE_MIN', 1, 100_000);
+  const pageSizeMax = int('PAGE_SIZE_MAX', 1, 1_000_000);
+  if (pageSizeMax < pageSizeMin) throw new ConfigError('PAGE_SIZE_MAX', `must be at least PAGE_SIZE_MIN (${pageSizeMin})`);
   const instanceId = pick('INSTANCE_ID');
   if (!/^[\w.:@-]{1,200}$/.test(instanceId)) {
     throw new ConfigError('INSTANCE_ID', `must be 1-200 letters, digits, ".", ":", "@", "_" or "-" (got "${instanceId}")`);
@@ -278,7 +342,7 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     cronMissed,
     partitionSize: int('PARTITION_SIZE', 1, 100_000_000),
     maxPartitions: int('MAX_PARTITIONS', 1, 1_000_000),
-    pageSize: int('PAGE_SIZE', 1, 100_000),
+    pageSize,
     workerConcurrency: int('WORKER_CONCURRENCY', 1, 1000),
     pollIntervalMs: int('POLL_INTERVAL_MS', 10, 3_600_000),
     heartbeatIntervalMs,
@@ -294,7 +358,61 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     logLevel,
     instanceId,
     adminToken: adminToken === '' ? null : adminToken,
+    ...protection,
+    pageSizeAdaptive: bool('PAGE_SIZE_ADAPTIVE'),
+    pageTargetMs: int('PAGE_TARGET_MS', 1, 3_600_000),
+    pageSizeMin,
+    pageSizeMax,
   });
+}
+
+type Pick = (name: ConfigVariable) => string;
+type IntOf = (name: ConfigVariable, min: number, max?: number) => number;
+type OptionalIntOf = (name: ConfigVariable, min: number, max?: number) => number | null;
+
+/** The health signals and the work window, validated (see the fields of {@link Config}). */
+function protectionSettings(pick: Pick, int: IntOf, optionalInt: OptionalIntOf) {
+  const probe = pick('HEALTH_PROBE_QUERY').trim();
+  if (probe !== '' && (!/^(select|with)\b/i.test(probe) || /;\s*\S/.test(probe))) {
+    throw new ConfigError('HEALTH_PROBE_QUERY', `must be one SELECT statement (got "${probe}")`);
+  }
+  const slotsRaw = pick('HEALTH_SLOTS');
+  const healthSlots = slotsRaw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (healthSlots.some((s) => !/^[a-z0-9_]{1,63}$/.test(s))) {
+    throw new ConfigError('HEALTH_SLOTS', `must be comma-separated replication slot names (got "${slotsRaw}")`);
+  }
+  const criticalRaw = pick('HEALTH_CRITICAL_FACTOR').trim();
+  let healthCriticalFactor: number | null = null;
+  if (criticalRaw.toLowerCase() !== 'off') {
+    healthCriticalFactor = /^\d+(\.\d+)?$/.test(criticalRaw) ? Number(criticalRaw) : Number.NaN;
+    if (!(healthCriticalFactor >= 1 && healthCriticalFactor <= 1000)) {
+      throw new ConfigError('HEALTH_CRITICAL_FACTOR', `must be off or a number from 1 to 1000 (got "${criticalRaw}")`);
+    }
+  }
+  const windowTimezone = pick('WINDOW_TIMEZONE');
+  assertTimezone(windowTimezone, 'WINDOW_TIMEZONE');
+  const windowText = pick('WINDOW').trim();
+  let window: WorkWindows | null = null;
+  if (windowText !== '') {
+    try {
+      window = parseWindows(windowText, windowTimezone);
+    } catch (error) {
+      if (error instanceof WindowError) throw new ConfigError('WINDOW', error.message);
+      throw error;
+    }
+  }
+  return {
+    healthIntervalMs: int('HEALTH_INTERVAL_MS', 100, 600_000),
+    healthMaxReplicaLagMs: optionalInt('HEALTH_MAX_REPLICA_LAG_MS', 1, 86_400_000),
+    healthSlots: Object.freeze(healthSlots),
+    healthMaxSlotLagBytes: optionalInt('HEALTH_MAX_SLOT_LAG_BYTES', 1),
+    healthMaxLockWaitMs: optionalInt('HEALTH_MAX_LOCK_WAIT_MS', 1, 86_400_000),
+    healthMaxActiveBackends: optionalInt('HEALTH_MAX_ACTIVE_BACKENDS', 1, 1_000_000),
+    healthProbeQuery: probe === '' ? null : probe,
+    healthProbeMaxMs: int('HEALTH_PROBE_MAX_MS', 1, 3_600_000),
+    healthCriticalFactor,
+    window,
+  };
 }
 
 /**

@@ -11,6 +11,9 @@ import { getHeapStatistics } from 'node:v8';
 import { CompletionTracker } from './coordination/completion.ts';
 import { type Coordination, createCoordination } from './coordination/redis.ts';
 import { createThrottle, getThrottleLimit } from './coordination/throttle.ts';
+import { startHealthMonitor } from './health/monitor.ts';
+import { createHealthGate, readHealthState } from './health/state.ts';
+import { adaptivePageSize, fixedPageSize } from './worker/page-size.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
@@ -38,6 +41,8 @@ export interface ServiceOptions {
   httpPort?: number;
   /** Apply pending schema migrations at start (default true). */
   migrate?: boolean;
+  /** Evaluate the health signals and the work window in this instance (default true). */
+  health?: boolean;
 }
 
 export interface Service {
@@ -114,6 +119,7 @@ export async function startService(config: Config, log: Logger, options: Service
     // Called at scrape time only, after the executor below exists.
     activeTasks: () => executor.activeTasks,
     consumerLag: () => stream.lag(config.kafkaGroupId, config.topicUpdates),
+    health: () => readHealthState(coordination.client, config.redisPrefix),
     throttleLimit: async () => (await getThrottleLimit(coordination.client, config.redisPrefix)) ?? config.throttleRowsPerSecond,
   });
   // The migration of a run, for the `migration` label of per-run counters.
@@ -135,7 +141,11 @@ export async function startService(config: Config, log: Logger, options: Service
     totalLag: async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0),
   });
 
-  const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log });
+  const health = createHealthGate(coordination.client, config.redisPrefix);
+  const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log, health });
+  const pageSize = !config.pageSizeAdaptive
+    ? fixedPageSize(config.pageSize)
+    : adaptivePageSize({ initial: config.pageSize, targetMs: config.pageTargetMs, min: config.pageSizeMin, max: config.pageSizeMax });
 
   const completion = new CompletionTracker({
     db,
@@ -162,7 +172,7 @@ export async function startService(config: Config, log: Logger, options: Service
     handler: async (task, control) => {
       const outcome = await processPartition(
         {
-          db, stream, log, definitions, instanceId: config.instanceId, pageSize: config.pageSize, topicUpdates: config.topicUpdates, runStatus,
+          db, stream, log, definitions, instanceId: config.instanceId, pageSize, topicUpdates: config.topicUpdates, runStatus,
           throttle: (rows, shouldStop) => throttle.acquire(rows, shouldStop, (ms) => {
             const runId = Number(task.data.runId);
             void migrationOf(runId).then((migration) => metrics.throttledSeconds.inc({ migration }, ms / 1000));
@@ -264,6 +274,7 @@ export async function startService(config: Config, log: Logger, options: Service
     }
   };
   const reconciler = setInterval(() => void tick(), config.reconcileIntervalMs);
+  const monitor = options.health === false ? null : startHealthMonitor({ db, coordination, log, instanceId: config.instanceId, prefix: config.redisPrefix, settings: config });
 
   // One nightly trigger per definition with a schedule (its own, or CRON_SCHEDULE).
   const nightly = (options.cron ?? config.cronEnabled)
@@ -323,6 +334,7 @@ export async function startService(config: Config, log: Logger, options: Service
         log.info('stopping: no new claims, releasing tasks');
         clearInterval(reconciler);
         sampler.stop();
+        await monitor?.stop();
         await Promise.all(nightly.map((n) => n.stop()));
         stopping = true;
         const drained = await executor.stop(graceMs);

@@ -64,6 +64,7 @@ function buildProgram(): Command {
     .option('--force', 'start even while another run of the definition is active; its groups are skipped')
     .option('--allow-slow', 'start even though the index the walk needs is missing')
     .option('--dry-run', 'print the partitions it would create and the SQL it would run, and write nothing')
+    .option('--ignore-window', 'work at any time, even outside the WINDOW (this run only)')
     .option('--json', 'print one JSON object with runId')
     .action((opts) => withContext({}, (ctx) => identifyCommand(ctx, opts)));
 

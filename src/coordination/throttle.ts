@@ -10,6 +10,9 @@
  * stays at the limit. When Redis is unreachable the throttle lets everything through (fail
  * open) and logs once per outage: a throttle must never stop a migration.
  *
+ * The health state (src/health) comes first: while it says throttled or critical, a worker
+ * waits before its page, whatever the rows-per-second limit.
+ *
  * @example
  *   const throttle = createThrottle({ redis: co.client, prefix: 'tranche', defaultLimit: 0, log });
  *   await setThrottleLimit(co.client, 'tranche', 2000);   // rows per second, every instance
@@ -59,6 +62,8 @@ export interface ThrottleOptions {
   /** Rows per second when no limit is set in Redis; 0 means unlimited. */
   defaultLimit: number;
   log: Logger;
+  /** The health protection state (src/health): while it holds production back, nothing goes. */
+  health?: { blocked(): Promise<boolean> };
 }
 
 const bucketKey = (prefix: string) => `${prefix}:throttle`;
@@ -102,6 +107,10 @@ export function createThrottle(options: ThrottleOptions): Throttle {
   return {
     async acquire(rows, shouldStop = () => false, onWait) {
       if (rows <= 0) return true;
+      while (options.health && (await options.health.blocked())) {
+        await sleep(MAX_SLEEP_MS);
+        if (shouldStop()) return false;
+      }
       for (;;) {
         let waitMs: number;
         try {

@@ -15,6 +15,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db.ts';
+import { type HealthState, STATE_VALUE } from '../health/state.ts';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -33,6 +34,8 @@ export interface MetricsDeps {
   consumerLag(): Promise<{ partition: number; lag: number }[]>;
   /** The global throttle in rows per second now in force (0 = unlimited), or null when unknown. */
   throttleLimit?(): Promise<number | null>;
+  /** The shared protection state (src/health), read at scrape time. */
+  health?(): Promise<HealthState | null>;
 }
 
 export function createMetrics(deps: MetricsDeps): Metrics {
@@ -162,5 +165,40 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       }
     },
   });
+  const health = deps.health;
+  if (health) {
+    new Gauge({
+      name: 'tranche_throttle_state',
+      help: 'Shared protection state: 0 running, 1 throttled, 2 critical (runs paused); label signal: the reason',
+      labelNames: ['signal'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const state = await health();
+        this.set({ signal: state?.reason?.name ?? '' }, state ? STATE_VALUE[state.state] : 0);
+      },
+    });
+    const readings = async () => (await health())?.signals ?? [];
+    new Gauge({
+      name: 'tranche_health_signal_value',
+      help: 'Last value of each health signal (unit label: ms, bytes or backends)',
+      labelNames: ['signal', 'unit'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await readings()) this.set({ signal: r.name, unit: r.unit }, r.value);
+      },
+    });
+    new Gauge({
+      name: 'tranche_health_signal_limit',
+      help: 'Limit of each health signal above which production is throttled',
+      labelNames: ['signal', 'unit'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await readings()) this.set({ signal: r.name, unit: r.unit }, r.limit);
+      },
+    });
+  }
   return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay, throttledSeconds };
 }

@@ -19,12 +19,19 @@ async function currentStatus(db: Db, runId: number): Promise<RunStatus> {
   return status;
 }
 
-export async function pauseRun(db: Db, co: Coordination | null, runId: number): Promise<void> {
+/**
+ * Pauses a running run. `reason` is kept with it (null: an operator; 'window': outside its work
+ * window, resumed by tranche when the next one opens; 'critical: …': the health hard stop).
+ */
+export async function pauseRun(db: Db, co: Coordination | null, runId: number, reason: string | null = null): Promise<void> {
   const status = await currentStatus(db, runId);
   if (status === 'paused') return;
   if (status !== 'running') throw new UserError(`run ${runId} is ${status}; only a running run can be paused`);
   await inTransaction(db.pool, async (tx) => {
-    const { rowCount } = await tx.query(`UPDATE migration_runs SET status = 'paused' WHERE id = $1 AND status = 'running'`, [runId]);
+    const { rowCount } = await tx.query(
+      `UPDATE migration_runs SET status = 'paused', pause_reason = $2 WHERE id = $1 AND status = 'running'`,
+      [runId, reason],
+    );
     if (rowCount !== 1) throw new UserError(`run ${runId} changed state meanwhile; try again`);
     await parkRunTasks(tx, runId);
   });
@@ -36,7 +43,7 @@ export async function resumeRun(db: Db, co: Coordination | null, runId: number):
   if (status === 'running') return;
   if (status !== 'paused') throw new UserError(`run ${runId} is ${status}; only a paused run can be resumed`);
   await inTransaction(db.pool, async (tx) => {
-    await tx.query(`UPDATE migration_runs SET status = 'running' WHERE id = $1 AND status = 'paused'`, [runId]);
+    await tx.query(`UPDATE migration_runs SET status = 'running', pause_reason = NULL WHERE id = $1 AND status = 'paused'`, [runId]);
     await unparkTasks(tx, runId);
   });
   await co?.signal('resume', runId);

@@ -15,6 +15,7 @@ import { createRecordEncoder } from '../stream/update-record.ts';
 import type { OutgoingMessage, StreamClient } from '../stream/kafka.ts';
 import type { TaskControlState } from '../tasks/executor.ts';
 import { type ClaimedTask, completeTask, releaseTask } from '../tasks/task-store.ts';
+import { fixedPageSize, type PageSizer } from './page-size.ts';
 
 export type PartitionOutcome = 'completed' | 'paused' | 'cancelled' | 'released';
 
@@ -23,7 +24,8 @@ export interface PartitionWorkerDeps {
   stream: StreamClient;
   log: Logger;
   instanceId: string;
-  pageSize: number;
+  /** Rows per page: a fixed number, or a controller that adapts it (./page-size.ts). */
+  pageSize: number | PageSizer;
   topicUpdates: string;
   /** The definitions this instance can produce records of. */
   definitions: Definitions;
@@ -206,6 +208,7 @@ export async function processPartition(
       ? { pos: partition.offset_pos, key: partition.offset_key, inclusive: false }
       : { pos: partition.lower_pos, key: partition.lower_key, inclusive: true };
   const pageRecords = recordBuilder(partition, definition);
+  const pages = typeof deps.pageSize === 'number' ? fixedPageSize(deps.pageSize) : deps.pageSize;
   while (!partition.completed) {
     if (control.lost) throw new FencedError(`task of partition ${partitionId} was taken over`);
     if (control.stopping) {
@@ -223,15 +226,18 @@ export async function processPartition(
       await completeTask(db.pool, task, instanceId);
       return 'cancelled';
     }
-    if (deps.throttle && !(await deps.throttle(deps.pageSize, () => control.stopping || control.lost))) continue;
-    const page = await nextPage(db, definition, partition, cursor, deps.pageSize, pageRecords);
+    const pageSize = pages.next();
+    if (deps.throttle && !(await deps.throttle(pageSize, () => control.stopping || control.lost))) continue;
+    const pageStarted = performance.now();
+    const page = await nextPage(db, definition, partition, cursor, pageSize, pageRecords);
     if (page === null) break;
     const { rows, lastPos, lastKey } = page;
     await deps.stream.send(deps.topicUpdates, page.messages);
     await advanceOffset(db.pool, task, instanceId, { partitionId, lastPos, lastKey, rows });
     cursor = { pos: lastPos, key: lastKey, inclusive: false };
+    pages.observe(pageSize, rows, performance.now() - pageStarted);
     deps.onPage?.({ runId: partition.run_id, partitionId, migration: definition.name, rows, lastKey });
-    if (rows < deps.pageSize) break;
+    if (rows < pageSize) break;
   }
 
   await completePartition(db, task, instanceId, partitionId);

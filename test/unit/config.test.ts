@@ -45,6 +45,18 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['CRON_ENABLED', 'maybe'],
     ['CONSUMER_FETCH_MAX_BYTES', '1024'],
+    ['HEALTH_MAX_REPLICA_LAG_MS', '-1'],
+    ['HEALTH_MAX_LOCK_WAIT_MS', '-100'],
+    ['HEALTH_MAX_ACTIVE_BACKENDS', '0'],
+    ['HEALTH_PROBE_QUERY', 'DELETE FROM subscriptions'],
+    ['HEALTH_PROBE_QUERY', 'SELECT 1; DROP TABLE x'],
+    ['HEALTH_CRITICAL_FACTOR', '0.5'],
+    ['WINDOW_TIMEZONE', 'Mars/Olympus'],
+    ['WINDOW', '05:00-01:00'],
+    ['PAGE_TARGET_MS', '-500'],
+    ['PAGE_TARGET_MS', 'off'],
+    ['PAGE_SIZE_ADAPTIVE', 'sometimes'],
+    ['PAGE_SIZE_MAX', '0'],
   ])('rejects %s=%s with a message naming the variable', (name, value) => {
     let error: unknown;
     try {
@@ -61,6 +73,23 @@ describe('loadConfig', () => {
     const c = loadConfig({ CRON_SCHEDULE: '*/5 * * * * *', CRON_TIMEZONE: 'Europe/Berlin' });
     expect(c.cronSchedule).toBe('*/5 * * * * *');
     expect(c.cronTimezone).toBe('Europe/Berlin');
+  });
+
+  it('documents the protection defaults and turns signals off with "off"', () => {
+    const c = loadConfig({});
+    expect(c.healthMaxReplicaLagMs).toBe(1000);
+    expect(c.healthMaxLockWaitMs).toBe(100);
+    expect(c.healthMaxActiveBackends).toBeNull();
+    expect(c.healthProbeQuery).toBeNull();
+    expect(c.healthCriticalFactor).toBeNull();
+    expect(c.pageSizeAdaptive).toBe(false);
+    expect(c.pageTargetMs).toBe(500);
+    expect(c.window).toBeNull();
+    const off = loadConfig({ HEALTH_MAX_REPLICA_LAG_MS: 'off', PAGE_SIZE_ADAPTIVE: 'on', WINDOW: '01:00-05:00', WINDOW_TIMEZONE: 'Europe/Paris' });
+    expect(off.healthMaxReplicaLagMs).toBeNull();
+    expect(off.pageSizeAdaptive).toBe(true);
+    expect(off.window?.timezone).toBe('Europe/Paris');
+    expect(loadConfig({ HEALTH_PROBE_QUERY: 'select count(*) from pg_stat_activity' }).healthProbeQuery).toMatch(/^select/);
   });
 
   it('requires the heartbeat timeout to exceed two heartbeat intervals', () => {

@@ -3,6 +3,7 @@ import type { ResolvedDefinition } from '../../definitions/resolve.ts';
 import { computeBoundaries, identifyDepsFrom, type PartitionBounds, startManualRun } from '../../identification/identify.ts';
 import { missingIndex } from '../../runs/run-store.ts';
 import { UserError } from '../../errors.ts';
+import { resumeRun } from '../../runs/run-control.ts';
 import type { CommandContext } from '../context.ts';
 
 export interface IdentifyOptions {
@@ -14,6 +15,8 @@ export interface IdentifyOptions {
   allowSlow?: boolean;
   dryRun?: boolean;
   json?: boolean;
+  /** The run works at any time, whatever WINDOW says. */
+  ignoreWindow?: boolean;
 }
 
 /** The definition a command names with --migration, or the only one loaded. */
@@ -68,6 +71,12 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
     force: options.force,
     allowSlow: options.allowSlow,
   });
+  if (options.ignoreWindow) {
+    await db.pool.query('UPDATE migration_runs SET ignore_window = true WHERE id = $1', [run.runId]);
+    // A monitor may have paused it for the window between its creation and the line above.
+    const { rows } = await db.pool.query("SELECT 1 FROM migration_runs WHERE id = $1 AND status = 'paused' AND pause_reason = 'window'", [run.runId]);
+    if (rows.length > 0) await resumeRun(db, co, run.runId);
+  }
   if (options.json) {
     console.log(JSON.stringify({ runId: run.runId, migration: definition.name, groups: run.groups.length, partitions: run.partitions, rows: run.rows }));
   } else {

@@ -11,6 +11,9 @@ import type { PartitionState } from '../../schema.ts';
 import type { ConsumerLag } from '../../consumer/lag.ts';
 import { readRunProgress, type RunProgress } from '../../runs/run-progress.ts';
 import type { CommandContext } from '../context.ts';
+import { describeHealthState, type HealthState, readHealthState } from '../../health/state.ts';
+import type { Queryable } from '../../db.ts';
+import type { RunStatus } from '../../schema.ts';
 import { fmt, progressBar, renderRunDetail } from '../render.ts';
 
 export function formatRun(r: RunStatusReport): string {
@@ -23,6 +26,37 @@ export function formatRun(r: RunStatusReport): string {
 }
 
 const ACTIVE = ['identifying', 'running', 'paused'];
+
+/** The shared protection state; like the lag, it must not hold the status up (1 s at most). */
+async function protectionOrNull(ctx: CommandContext): Promise<HealthState | null | 'unknown'> {
+  const redis = ctx.openCoordination().client;
+  const ready = redis.status === 'ready' || (await Promise.race([
+    new Promise<boolean>((resolve) => redis.once('ready', () => resolve(true))),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1000).unref()),
+  ]));
+  return ready ? readHealthState(redis, ctx.config.redisPrefix) : 'unknown';
+}
+
+function protectionLine(state: HealthState | null | 'unknown'): string {
+  if (state === 'unknown') return '  protection unknown (Redis did not answer)';
+  const window = state?.window ? `; window ${state.window.text} ${state.window.timezone} ${state.window.open ? 'open' : 'closed'}` : '';
+  return `  protection  ${describeHealthState(state)}${window}`;
+}
+
+/** "paused (window)", "paused (critical: …)": a paused run shows why, when tranche paused it. */
+async function withPauseReasons<T extends { runId: number; status: RunStatus }>(db: Queryable, reports: T[]): Promise<T[]> {
+  const paused = reports.filter((r) => r.status === 'paused').map((r) => r.runId);
+  if (paused.length === 0) return reports;
+  const { rows } = await db.query<{ id: number; pause_reason: string | null }>(
+    'SELECT id, pause_reason FROM migration_runs WHERE id = ANY ($1::bigint[])',
+    [paused],
+  );
+  const reasons = new Map(rows.map((r) => [r.id, r.pause_reason]));
+  return reports.map((r) => {
+    const reason = reasons.get(r.runId);
+    return reason ? { ...r, status: `paused (${reason})` as RunStatus } : r;
+  });
+}
 
 /** Lag is a nicety here: Kafka being slow or down must not hold the status up. */
 function lagOrNull(ctx: CommandContext): Promise<ConsumerLag | null> {
@@ -69,37 +103,40 @@ export async function statusCommand(
 ): Promise<void> {
   const db = await ctx.openDb();
   if (runId === undefined) {
-    const runs = await listRuns(db.pool, options.limit ?? 20);
+    const runs = await withPauseReasons(db.pool, await listRuns(db.pool, options.limit ?? 20));
     if (options.json) console.log(JSON.stringify(runs));
     else if (runs.length === 0) console.log('no runs yet; start one with: tranche identify');
     else console.log(runs.map(formatRun).join('\n'));
     return;
   }
-  let report = await getRunStatus(db.pool, runId);
-  if (!report) throw new UserError(`run ${runId} does not exist`);
+  const found = await getRunStatus(db.pool, runId);
+  if (!found) throw new UserError(`run ${runId} does not exist`);
+  let [report] = (await withPauseReasons(db.pool, [found])) as [RunStatusReport];
   let partitions: PartitionView[] = await listPartitions(db, runId);
   const progress = await progressOrNull(ctx, report);
   if (options.json) {
     const lag = await lagOrNull(ctx);
+    const protection = await protectionOrNull(ctx);
     const { samples: _samples, ...recent } = progress ?? { samples: [] };
-    console.log(JSON.stringify({ ...report, consumerLag: lag, progress: progress ? recent : null, partitionList: partitions }));
+    console.log(JSON.stringify({ ...report, consumerLag: lag, progress: progress ? recent : null, protection: protection === 'unknown' ? null : protection, partitionList: partitions }));
     return;
   }
   // The recent rate (last minute of samples) when the instances sampled it, else the average.
   const recentRate = progress?.rowsPerSecond ?? null;
-  const live = options.watch !== false && process.stdout.isTTY === true && ACTIVE.includes(report.status);
+  const live = options.watch !== false && process.stdout.isTTY === true && ACTIVE.includes(found.status);
   if (!live) {
     console.log(renderRunDetail(report, partitions, { rate: recentRate ?? report.rows.applied / elapsedSeconds(report), bars: process.stdout.isTTY === true }));
-    if (ACTIVE.includes(report.status)) console.log(`${progressLine(progress)}\n${lagLine(await lagOrNull(ctx))}`);
+    if (ACTIVE.includes(found.status)) console.log(`${progressLine(progress)}\n${lagLine(await lagOrNull(ctx))}\n${protectionLine(await protectionOrNull(ctx))}`);
     return;
   }
   let previous = { at: Date.now(), applied: report.rows.applied };
   let rate = recentRate ?? report.rows.applied / elapsedSeconds(report);
   for (;;) {
     process.stdout.write(`\x1b[H\x1b[2J${renderRunDetail(report, partitions, { rate, maxPartitions: Math.max(5, (process.stdout.rows ?? 40) - 16) })}\n`);
-    if (!ACTIVE.includes(report.status)) return;
+    if (!ACTIVE.includes(report.status.split(' ')[0] ?? '')) return;
+    process.stdout.write(`${protectionLine(await protectionOrNull(ctx))}\n`);
     await new Promise((r) => setTimeout(r, 1000));
-    const next = await getRunStatus(db.pool, runId);
+    const next = (await withPauseReasons(db.pool, [await getRunStatus(db.pool, runId)].filter((r) => r !== null)))[0];
     if (!next) return;
     const now = Date.now();
     const instant = (next.rows.applied - previous.applied) / ((now - previous.at) / 1000);
