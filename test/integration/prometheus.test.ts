@@ -20,13 +20,12 @@ import { deleteTestTopics } from '../support/services.ts';
 
 const RULES_DIR = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
 const has = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
-const PROMTOOL = has('promtool');
-const PROMETHEUS = has('prometheus');
-if (!PROMTOOL || !PROMETHEUS) {
-  console.warn('prometheus.test.ts: skipped: promtool or prometheus is not installed (apt-get install -y prometheus)');
+// `npm test` installs them (scripts/ensure-test-tools.sh): a missing tool fails, never skips.
+if (!has('promtool') || !has('prometheus')) {
+  throw new Error('promtool or prometheus is not installed: run bash scripts/ensure-test-tools.sh (apt-get install -y prometheus)');
 }
 
-describe.skipIf(!PROMTOOL || !PROMETHEUS)('Prometheus', () => {
+describe('Prometheus', () => {
   let env: TestEnv;
   let instances: ServeProcess[] = [];
   let prometheus: ChildProcess | undefined;
