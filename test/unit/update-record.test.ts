@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createRecordEncoder, decodeUpdateRecord, type RecordFields } from '../../src/stream/update-record.ts';
+import { createRecordEncoder, decodeText, decodeUpdateRecord, type RecordFields } from '../../src/stream/update-record.ts';
+import { prng } from '../support/prng.ts';
 
 const fresh = (): RecordFields => ({ migration: null, runId: 0, partitionId: 0, key: '', target: null, carried: [] });
 const decode = (key: string | null, value: string | null) => {
@@ -74,3 +75,44 @@ describe('update record, version 1 (produced before definitions)', () => {
     expect(decode(key, JSON.stringify(record)).rejected?.reason).toMatch(new RegExp(`^${reason}`));
   });
 });
+
+describe('the byte-level fast path', () => {
+  it('gives the verdict and fields JSON.parse gives, for encoder output and for thousands of mutations of it', () => {
+    const rnd = prng(7);
+    const keys = ['1', '42', 'acct \'7 "x"', 'Ünï\u2028', '\ud800', 'k'.repeat(10_000), 'k'.repeat(10_001)];
+    const samples: [string, string][] = [];
+    for (const key of keys) {
+      for (const target of [null, '2', 'v"2', '']) {
+        for (const carried of [[], ['1'], [null, 'a\\b', 'ü']]) {
+          const value = createRecordEncoderSafe(target, key, carried);
+          if (value) samples.push([key, value]);
+        }
+      }
+    }
+    const alphabet = ['"', '\\', ',', ']', '}', '0', '9', 'n', 'ü', ' ', '-', '{'];
+    for (const [key, value] of samples.slice()) {
+      for (let m = 0; m < 60; m++) {
+        const at = Math.floor(rnd() * value.length);
+        const pick = alphabet[Math.floor(rnd() * alphabet.length)]!;
+        const mutated = rnd() < 0.5 ? value.slice(0, at) + pick + value.slice(at + 1) : value.slice(0, at) + value.slice(at + 1);
+        samples.push([rnd() < 0.1 ? `${key}x` : key, mutated]);
+      }
+    }
+    for (const [key, value] of samples) {
+      const fast = fresh();
+      const slow = fresh();
+      const a = decodeUpdateRecord(Buffer.from(key), Buffer.from(value), fast);
+      const b = decodeText(Buffer.from(key), Buffer.from(value), slow);
+      expect({ verdict: a, fields: a ? null : fast }, value.slice(0, 200)).toEqual({ verdict: b, fields: b ? null : slow });
+    }
+    expect(samples.length).toBeGreaterThan(4000);
+  });
+});
+
+function createRecordEncoderSafe(target: string | null, key: string, carried: (string | null)[]): string | null {
+  try {
+    return createRecordEncoder({ migration: 'subscription-version', runId: 12, partitionId: 345, target })(key, carried);
+  } catch {
+    return null;
+  }
+}
