@@ -21,5 +21,5 @@ if [[ "$(id -u)" != "0" ]] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 echo "test tools: installing Debian's ${missing[*]} for the dashboard and Prometheus tests"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq "${missing[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
