@@ -14,6 +14,8 @@ export interface Metrics {
   deadLetters: Counter;
   taskClaims: Counter;
   claimDelay: Histogram;
+  /** Update consumers of this instance replaced by a new one after a crash. */
+  consumerRestarts: Counter;
 }
 
 export function createMetrics(deps: {
@@ -21,6 +23,10 @@ export function createMetrics(deps: {
   instanceId: string;
   activeTasks(): number;
   consumerLag(): Promise<{ partition: number; lag: number }[]>;
+  /** Whether this instance's update consumer is a member of its group now. */
+  consumerJoined?(): boolean;
+  /** Runs this instance's reconciler sees stalled (all produced, nothing applied, lag > 0). */
+  stalledRuns?(): number[];
 }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ instance_id: deps.instanceId });
@@ -29,6 +35,29 @@ export function createMetrics(deps: {
   const rowsApplied = new Counter({ name: 'tranche_rows_applied_total', help: 'Rows changed in Postgres by applied update records', registers: [registry] });
   const deadLetters = new Counter({ name: 'tranche_dead_letters_total', help: 'Records sent to the dead-letter topic', registers: [registry] });
   const taskClaims = new Counter({ name: 'tranche_task_claims_total', help: 'One-time tasks claimed by this instance', registers: [registry] });
+  const consumerRestarts = new Counter({
+    name: 'tranche_kafka_consumer_restarts_total',
+    help: 'Update consumers stopped after a crash and replaced by a new one that rejoins the group',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tranche_kafka_consumer_joined',
+    help: '1 while this instance\'s update consumer is a member of its group, else 0',
+    registers: [registry],
+    collect() {
+      this.set(deps.consumerJoined?.() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tranche_run_stalled',
+    help: 'Running runs seen stalled: every partition produced, records waiting on the topic, no row applied for RUN_STALL_AFTER_MS',
+    labelNames: ['run_id'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const runId of deps.stalledRuns?.() ?? []) this.set({ run_id: String(runId) }, 1);
+    },
+  });
   const claimDelay = new Histogram({
     name: 'tranche_claim_delay_seconds',
     help: 'Delay from a task being due to its claim (database clock)',
@@ -98,5 +127,5 @@ export function createMetrics(deps: {
       for (const r of rows) this.set({ run_id: r.run_id === null ? 'unknown' : String(r.run_id) }, r.n);
     },
   });
-  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay };
+  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay, consumerRestarts };
 }
