@@ -9,6 +9,7 @@ import { listPartitions, type PartitionView } from '../../runs/partition-list.ts
 import { getRunStatus, listRuns, type RunStatusReport } from '../../runs/run-store.ts';
 import type { PartitionState } from '../../schema.ts';
 import type { ConsumerLag } from '../../consumer/lag.ts';
+import type { StallReport } from '../../coordination/redis.ts';
 import type { CommandContext } from '../context.ts';
 import { fmt, progressBar, renderRunDetail } from '../render.ts';
 
@@ -37,6 +38,19 @@ function lagLine(lag: ConsumerLag | null): string {
   return `  consumer lag ${fmt(lag.total)} records${busy.length > 0 ? ` (${busy.join(', ')})` : ''}`;
 }
 
+/** The run's stall record from Redis (StallWatch), or null; Redis down counts as none. */
+async function stallOrNull(ctx: CommandContext, runId: number): Promise<StallReport | null> {
+  const co = ctx.openCoordination();
+  return Promise.race([
+    (async () => ((await co.ping()) ? co.getStalled(runId) : null))().catch(() => null),
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000).unref()),
+  ]);
+}
+
+function stallLine(stall: StallReport): string {
+  return `  STALLED since ${stall.since}: every partition produced, ${fmt(stall.lag)} update records wait on the topic, no row applied (seen by ${stall.seenBy}); check the instances' /readyz and logs`;
+}
+
 function elapsedSeconds(report: RunStatusReport): number {
   const start = Date.parse(report.createdAt.replace(' ', 'T').replace(/\+00$/, 'Z'));
   const end = report.completedAt ? Date.parse(report.completedAt.replace(' ', 'T').replace(/\+00$/, 'Z')) : Date.now();
@@ -61,13 +75,18 @@ export async function statusCommand(
   let partitions: PartitionView[] = await listPartitions(db, runId);
   if (options.json) {
     const lag = await lagOrNull(ctx);
-    console.log(JSON.stringify({ ...report, consumerLag: lag, partitionList: partitions }));
+    const stalled = ACTIVE.includes(report.status) ? await stallOrNull(ctx, runId) : null;
+    console.log(JSON.stringify({ ...report, consumerLag: lag, stalled, partitionList: partitions }));
     return;
   }
   const live = options.watch !== false && process.stdout.isTTY === true && ACTIVE.includes(report.status);
   if (!live) {
     console.log(renderRunDetail(report, partitions, { rate: report.rows.applied / elapsedSeconds(report), bars: process.stdout.isTTY === true }));
-    if (ACTIVE.includes(report.status)) console.log(lagLine(await lagOrNull(ctx)));
+    if (ACTIVE.includes(report.status)) {
+      console.log(lagLine(await lagOrNull(ctx)));
+      const stall = await stallOrNull(ctx, runId);
+      if (stall) console.log(stallLine(stall));
+    }
     return;
   }
   let previous = { at: Date.now(), applied: report.rows.applied };
