@@ -47,7 +47,11 @@ export interface ConsumeOptions {
  */
 export interface ConsumerHandle {
   stop(): Promise<void>;
-  /** True while the current consumer is a member of its group (joined, not crashed). */
+  /**
+   * True while the current consumer is a member of its group: it joined, has not crashed,
+   * and its last heartbeat (or join) is younger than the session timeout (a member that has
+   * not heartbeated for that long has been dropped by the broker, or is about to be).
+   */
   joined(): boolean;
   /** Since when (Date.now()) the consumer has not been joined; null while joined. */
   downSince(): number | null;
@@ -67,6 +71,8 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
   let restarts = 0;
   let joined = false;
   let downSince: number | null = Date.now();
+  let lastHeartbeat = 0;
+  const heartbeatFresh = () => Date.now() - lastHeartbeat < sessionTimeoutMs;
   let restartTimer: NodeJS.Timeout | undefined;
   let joinTimer: NodeJS.Timeout | undefined;
   // A consumer that neither joins nor crashes within this time (a join that hangs) is
@@ -74,6 +80,8 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
   const joinDeadlineMs = 3 * sessionTimeoutMs + 30_000;
 
   const markDown = () => {
+    // Out of the group since its last heartbeat when that is older than a session.
+    if (joined && !heartbeatFresh()) downSince = lastHeartbeat;
     joined = false;
     downSince ??= Date.now();
   };
@@ -123,8 +131,12 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
       clearTimeout(joinTimer);
       joined = true;
       downSince = null;
+      lastHeartbeat = Date.now();
       failures = 0;
       onJoined?.();
+    });
+    consumer.on(consumer.events.HEARTBEAT, () => {
+      if (current === consumer) lastHeartbeat = Date.now();
     });
     consumer.on(consumer.events.CRASH, (event) => crashed(consumer, event.payload.error));
     joinTimer = setTimeout(() => {
@@ -169,8 +181,8 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
   // fails is retried like a crash.
   void launch();
   return {
-    joined: () => joined,
-    downSince: () => (joined ? null : downSince),
+    joined: () => joined && heartbeatFresh(),
+    downSince: () => (!joined ? downSince : heartbeatFresh() ? null : lastHeartbeat),
     restarts: () => restarts,
     async stop() {
       stopped = true;
