@@ -42,7 +42,11 @@ function lagLine(lag: ConsumerLag | null): string {
 async function stallOrNull(ctx: CommandContext, runId: number): Promise<StallReport | null> {
   const co = ctx.openCoordination();
   return Promise.race([
-    (async () => ((await co.ping()) ? co.getStalled(runId) : null))().catch(() => null),
+    (async () => {
+      // Commands fail at once while the client is not connected yet (no offline queue).
+      if (co.client.status !== 'ready') await new Promise((resolve) => co.client.once('ready', resolve));
+      return co.getStalled(runId);
+    })().catch(() => null),
     new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000).unref()),
   ]);
 }
