@@ -110,7 +110,13 @@ export function createMetrics(deps: {
     registers: [registry],
     async collect() {
       this.reset();
-      const lag = await deps.consumerLag().catch(() => []);
+      // A hung broker must not hold the scrape up for kafkajs's retries: no lag after 5 s.
+      let timer: NodeJS.Timeout | undefined;
+      const lag = await Promise.race([
+        deps.consumerLag().catch(() => []),
+        new Promise<[]>((resolve) => (timer = setTimeout(() => resolve([]), 5000))),
+      ]);
+      clearTimeout(timer);
       for (const l of lag) this.set({ partition: String(l.partition) }, l.lag);
     },
   });
