@@ -187,7 +187,7 @@ export async function startService(config: Config, log: Logger, options: Service
       downAlerted = false;
     },
     onCrash: (error, restartInMs) => {
-      if (!stopping) log.warn({ err: `${error.name}: ${error.message}`, restartInMs }, 'update consumer crashed; stopped it, a new one rejoins the group');
+      if (!stopping) log.warn({ err: `${error.name}: ${error.message}`, restartInMs }, 'update consumer failed (crashed or could not start) and was stopped; a new one joins the group after restartInMs');
     },
     onRestart: () => metrics.consumerRestarts.inc(),
   });

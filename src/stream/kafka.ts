@@ -245,7 +245,7 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
   const replaceProducer = (entry: ProducerEntry, error: unknown) => {
     if (entry.replaced) return;
     entry.replaced = true;
-    log.warn({ err: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }, 'kafka: a send failed after kafkajs\'s retries; the next send connects a new producer');
+    log.warn({ err: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }, 'kafka: a send failed (kafkajs retried what it retries); the next send connects a new producer');
   };
   const release = (entry: ProducerEntry) => {
     entry.inFlight--;
