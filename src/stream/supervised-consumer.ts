@@ -74,10 +74,20 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
   let lastHeartbeat = 0;
   const heartbeatFresh = () => Date.now() - lastHeartbeat < sessionTimeoutMs;
   let restartTimer: NodeJS.Timeout | undefined;
-  let joinTimer: NodeJS.Timeout | undefined;
-  // A consumer that neither joins nor crashes within this time (a join that hangs) is
-  // treated as crashed: rebalance timeout, session timeout and a request timeout.
-  const joinDeadlineMs = 3 * sessionTimeoutMs + 30_000;
+  let launchedAt = 0;
+  // A consumer that neither joins nor crashes within this time (a join that hangs), or that
+  // joined and then neither heartbeats nor crashes for as long (kafkajs stuck), is treated as
+  // crashed: the broker dropped it long ago (rebalance timeout, session timeout and a
+  // request timeout).
+  const stuckAfterMs = 3 * sessionTimeoutMs + 30_000;
+  const watchdog = setInterval(() => {
+    const consumer = current;
+    if (!consumer) return;
+    const now = Date.now();
+    if (!joined && now - launchedAt > stuckAfterMs) crashed(consumer, new Error(`the consumer did not join group ${groupId} within ${stuckAfterMs} ms`));
+    else if (joined && now - lastHeartbeat > stuckAfterMs) crashed(consumer, new Error(`the consumer sent no heartbeat for ${now - lastHeartbeat} ms`));
+  }, Math.max(1000, Math.floor(sessionTimeoutMs / 2)));
+  watchdog.unref();
 
   const markDown = () => {
     // Out of the group since its last heartbeat when that is older than a session.
@@ -92,7 +102,6 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
   const crashed = (consumer: Consumer, error: Error) => {
     if (stopped || current !== consumer) return;
     current = null;
-    clearTimeout(joinTimer);
     markDown();
     failures++;
     const delay = retryDelayMs(failures, CONSUMER_RESTART_BASE_MS, CONSUMER_RESTART_MAX_MS);
@@ -125,10 +134,10 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
       ...(maxBytes === undefined ? {} : { maxBytes, maxBytesPerPartition: Math.min(maxBytes, 1_048_576) }),
     });
     current = consumer;
+    launchedAt = Date.now();
     consumers.add(consumer);
     consumer.on(consumer.events.GROUP_JOIN, () => {
       if (current !== consumer) return;
-      clearTimeout(joinTimer);
       joined = true;
       downSince = null;
       lastHeartbeat = Date.now();
@@ -139,10 +148,6 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
       if (current === consumer) lastHeartbeat = Date.now();
     });
     consumer.on(consumer.events.CRASH, (event) => crashed(consumer, event.payload.error));
-    joinTimer = setTimeout(() => {
-      if (!joined) crashed(consumer, new Error(`the consumer did not join group ${groupId} within ${joinDeadlineMs} ms`));
-    }, joinDeadlineMs);
-    joinTimer.unref();
     try {
       await consumer.connect();
       await consumer.subscribe({ topic, fromBeginning });
@@ -187,7 +192,7 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
     async stop() {
       stopped = true;
       clearTimeout(restartTimer);
-      clearTimeout(joinTimer);
+      clearInterval(watchdog);
       joined = false;
       await launching;
       const consumer = current;

@@ -24,13 +24,16 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const run = promisify(execFile);
 
 export interface PrivateKafka {
-  /** host:port for clients. */
+  /** host:port for clients (the proxy's when `proxied`). */
   readonly brokers: string[];
+  /** With `proxied`: the link between clients and the broker, which a test can cut. */
+  readonly network: TcpProxy | undefined;
   /** The broker's process id while it runs. */
   pid(): number | undefined;
   /** SIGSTOP: the process hangs, its sockets stay open (a long GC pause, a VM stall). */
@@ -68,7 +71,11 @@ function clusterId(): string {
   return randomBytes(16).toString('base64url');
 }
 
-export async function startPrivateKafka(options: { heap?: string; startTimeoutMs?: number } = {}): Promise<PrivateKafka> {
+/**
+ * `proxied`: clients reach the broker through a TCP proxy (test/support/tcp-proxy.ts) that
+ * the broker advertises as its address, so that `network.cut()` cuts every connection.
+ */
+export async function startPrivateKafka(options: { heap?: string; startTimeoutMs?: number; proxied?: boolean } = {}): Promise<PrivateKafka> {
   const libs = join(stackDir(), 'kafka', 'libs');
   if (!existsSync(libs)) throw new Error(`no Kafka jars in ${libs}: run "npm run stack:up" once first`);
   const java = process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
@@ -78,17 +85,20 @@ export async function startPrivateKafka(options: { heap?: string; startTimeoutMs
   const props = join(home, 'server.properties');
   const logFile = join(home, 'kafka.log');
   const [port, controllerPort] = [await freePort(), await freePort()];
+  const network = options.proxied ? await startTcpProxy(port) : undefined;
+  const advertised = network?.port ?? port;
   const template = readFileSync(join(ROOT, 'stack', 'kafka', 'server.properties'), 'utf8');
   writeFileSync(
     props,
     template
       .replaceAll('@LOG_DIRS@', data)
       .replaceAll('127.0.0.1:9093', `127.0.0.1:${controllerPort}`)
+      .replace('advertised.listeners=PLAINTEXT://127.0.0.1:9092', `advertised.listeners=PLAINTEXT://127.0.0.1:${advertised}`)
       .replaceAll('127.0.0.1:9092', `127.0.0.1:${port}`),
   );
   await run(java, [log4j, '-cp', `${libs}/*`, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', props, '--ignore-formatted'], { timeout: 60_000 });
 
-  const brokers = [`127.0.0.1:${port}`];
+  const brokers = [`127.0.0.1:${advertised}`];
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
@@ -130,11 +140,13 @@ export async function startPrivateKafka(options: { heap?: string; startTimeoutMs
     await start();
   } catch (error) {
     await kill();
+    await network?.close();
     rmSync(home, { recursive: true, force: true });
     throw error;
   }
   return {
     brokers,
+    network,
     pid: () => child?.pid,
     freeze: () => void child?.kill('SIGSTOP'),
     resume: () => void child?.kill('SIGCONT'),
@@ -143,6 +155,7 @@ export async function startPrivateKafka(options: { heap?: string; startTimeoutMs
     logTail: tail,
     async destroy() {
       await kill();
+      await network?.close();
       rmSync(home, { recursive: true, force: true });
     },
   };
