@@ -70,5 +70,10 @@ describe('HTTP endpoints of serve', () => {
     const duration = byName.get('tranche_run_duration_seconds')!.metrics.find((m) => m.labels?.run_id === String(runId));
     expect(Number(duration?.value)).toBeGreaterThan(0);
     expect(byName.has('tranche_partitions')).toBe(true);
+    // The consumer is in its group, was never replaced, and no run is stalled.
+    expect(value('tranche_kafka_consumer_joined')).toBe(1);
+    expect(value('tranche_kafka_consumer_restarts_total')).toBe(0);
+    expect(byName.get('tranche_run_stalled')?.type).toBe('GAUGE');
+    expect(byName.get('tranche_run_stalled')?.metrics ?? []).toEqual([]);
   });
 });
