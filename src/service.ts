@@ -182,19 +182,21 @@ export async function startService(config: Config, log: Logger, options: Service
         void completion.maybeComplete(runId);
       },
     }),
-    onJoined: () => {
-      if (downAlerted) log.info('update consumer joined its group again');
-      downAlerted = false;
-    },
     onCrash: (error, restartInMs) => {
       if (!stopping) log.warn({ err: `${error.name}: ${error.message}`, restartInMs }, 'update consumer failed (crashed or could not start) and was stopped; a new one joins the group after restartInMs');
     },
     onRestart: () => metrics.consumerRestarts.inc(),
   });
-  // A consumer out of its group for longer than CONSUMER_DOWN_ALERT_MS: one error line per outage.
+  // A consumer out of its group for longer than CONSUMER_DOWN_ALERT_MS: one error line per
+  // outage, and one info line when it is back.
   const watchConsumer = setInterval(() => {
     const since = consumer.downSince();
-    if (since === null || downAlerted || stopping) return;
+    if (since === null) {
+      if (downAlerted) log.info('update consumer back in its group');
+      downAlerted = false;
+      return;
+    }
+    if (downAlerted || stopping) return;
     const downMs = Date.now() - since;
     if (downMs < config.consumerDownAlertMs) return;
     downAlerted = true;

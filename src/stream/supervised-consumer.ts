@@ -194,7 +194,11 @@ export function superviseConsumer(kafka: Kafka, consumers: Set<Consumer>, option
       clearTimeout(restartTimer);
       clearInterval(watchdog);
       joined = false;
-      await launching;
+      // A start under way is given a moment (a join can take a rebalance timeout); whatever
+      // it still does afterwards, it disconnects its consumer itself once it sees `stopped`.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([launching, new Promise((resolve) => (timer = setTimeout(resolve, 2000)))]);
+      clearTimeout(timer);
       const consumer = current;
       current = null;
       if (consumer) {

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../src/service.ts';
 import { type TestEnv, waitFor } from '../support/env.ts';
-import { counter, expectCompleted, readyz, startFaultRun } from '../support/fault-run.ts';
+import { counter, expectCompleted, type LogLine, logged, readyz, startFaultRun } from '../support/fault-run.ts';
 import { type PrivateKafka, startPrivateKafka } from '../support/private-kafka.ts';
 import { stopAll } from '../support/services.ts';
 
@@ -57,7 +57,8 @@ describe('the update consumers come back after a broker fault', () => {
 
   it('broker killed (SIGKILL) and started again 30 s later: not ready while out of the group, then the run completes', async () => {
     let runId: number;
-    ({ env, services, runId } = await startFaultRun(broker));
+    let logs: LogLine[][];
+    ({ env, services, runId, logs } = await startFaultRun(broker));
     const killedAt = Date.now();
     await broker.kill();
     // Out of the group within about a session timeout: /readyz says so.
@@ -67,6 +68,15 @@ describe('the update consumers come back after a broker fault', () => {
     await expectCompleted(broker, env, services, runId);
     const restarts = await Promise.all(services.map((s) => counter(s, 'tranche_kafka_consumer_restarts_total')));
     for (const n of restarts) expect(n).toBeGreaterThanOrEqual(1);
+    // Out of the group longer than CONSUMER_DOWN_ALERT_MS (5 s here): one error line per
+    // outage, each closed by one info line once the consumer is back.
+    for (const lines of logs) {
+      const alerts = logged(lines, 50, /update consumer out of its group/);
+      expect(alerts.length).toBeGreaterThanOrEqual(1);
+      expect(logged(lines, 30, /update consumer back in its group/)).toHaveLength(alerts.length);
+      expect(logged(lines, 40, /update consumer failed .* a new one joins the group/).length).toBeGreaterThanOrEqual(1);
+      expect(lines.filter((l) => /kafkajs restarts it/.test(l.msg))).toEqual([]);
+    }
     await cleanup();
   }, 200_000);
 });

@@ -2,14 +2,16 @@
  * A run in the middle of which a test breaks the Kafka broker (a private one), and what must
  * hold after: the helpers of broker-faults.test.ts and network-cut.test.ts.
  */
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { expect } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
 import { getRunStatus } from '../../src/runs/run-store.ts';
 import { countEligible, seed } from '../../src/seed.ts';
-import type { Service } from '../../src/service.ts';
+import { type Service, startService } from '../../src/service.ts';
 import { createTestEnv, type TestEnv, waitFor } from './env.ts';
 import type { PrivateKafka } from './private-kafka.ts';
 import { startTestRun } from './runs.ts';
-import { startInstances } from './services.ts';
 import { readTopic } from './topics.ts';
 
 /** The consumers' session timeout in these runs: the broker's group.min.session.timeout.ms. */
@@ -28,8 +30,22 @@ export async function counter(service: Service, name: string): Promise<number> {
   return metric?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
 }
 
-/** Two instances on a fresh environment and a run of ELIGIBLE rows, throttled so that it lasts. */
-export async function startFaultRun(broker: PrivateKafka): Promise<{ env: TestEnv; services: Service[]; runId: number }> {
+/** A log line of an instance, as pino wrote it. */
+export interface LogLine {
+  level: number;
+  msg: string;
+}
+
+/** The lines of `instance`'s log at `level` (pino numbers: 30 info, 40 warn, 50 error) matching `pattern`. */
+export function logged(logs: LogLine[], level: number, pattern: RegExp): LogLine[] {
+  return logs.filter((l) => l.level === level && pattern.test(l.msg));
+}
+
+/**
+ * Two instances on a fresh environment and a run of ELIGIBLE rows, throttled so that it
+ * lasts; each instance's log lines (info and above) are kept in `logs`.
+ */
+export async function startFaultRun(broker: PrivateKafka): Promise<{ env: TestEnv; services: Service[]; runId: number; logs: LogLine[][] }> {
   const env = await createTestEnv({
     KAFKA_BROKERS: broker.brokers.join(','),
     KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
@@ -44,11 +60,18 @@ export async function startFaultRun(broker: PrivateKafka): Promise<{ env: TestEn
   });
   const seeded = await seed(env.db, { subscriptions: 2 * ELIGIBLE, products: 4, changed: 2 });
   expect(seeded.eligible).toBe(ELIGIBLE);
-  const services = await startInstances(env, 2, {}, { http: true, httpPort: 0 });
+  const logs: LogLine[][] = [];
+  const services: Service[] = [];
+  for (const i of [1, 2]) {
+    const lines: LogLine[] = [];
+    logs.push(lines);
+    const log = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+    services.push(await startService(loadConfig({ ...env.env, INSTANCE_ID: `${env.id}-i${i}` }), log, { migrate: false, http: true, httpPort: 0 }));
+  }
   const runId = await startTestRun(env, 1000, { coordination: services[0]!.coordination });
   // In the middle of the run: rows are being applied.
   await waitFor(async () => ((await getRunStatus(env.db.pool, runId))?.rows.applied ?? 0) >= ELIGIBLE / 6, 60_000, 'rows to be applied');
-  return { env, services, runId };
+  return { env, services, runId, logs };
 }
 
 /** The run completes, with every row applied once with effect and one completion event. */
