@@ -187,7 +187,7 @@ function cpuSpent(a: CpuSnapshot, b: CpuSnapshot, instancePids: number[], backen
 // Data: seed once, reset to "every row eligible" before each measurement.
 
 async function reset(db: Db): Promise<void> {
-  await db.pool.query('TRUNCATE partitions, run_products, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY');
+  await db.pool.query('TRUNCATE partitions, run_groups, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY CASCADE');
   await db.pool.query('UPDATE products SET product_version = 2, migrated_version = 1');
   await resetSubscriptions(db.pool);
   await db.pool.query('VACUUM (ANALYZE) products, partitions, scheduled_tasks');

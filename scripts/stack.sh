@@ -427,6 +427,15 @@ kafka_up() {
   if tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
     if pid="$(kafka_pid)"; then msg "kafka reused at $KAFKA_HOST:$KAFKA_PORT (pid $pid)"
     else msg "kafka reused at $KAFKA_HOST:$KAFKA_PORT (not started by this script)"; fi
+    # The tests run Kafka's own Java client and private brokers from these jars: a checkout
+    # that reuses a broker started elsewhere still needs its own copy.
+    if ! kafka_libs_complete; then
+      mkdir -p "$KAFKA_HOME"
+      exec 9>"$KAFKA_LOCK"
+      flock -w 600 9 || die "kafka: another stack.sh holds $KAFKA_LOCK"
+      kafka_libs_complete || kafka_fetch_libs
+      exec 9>&-
+    fi
     return
   fi
 

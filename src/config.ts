@@ -57,6 +57,24 @@ export interface Config {
   readonly consumerFetchMaxBytes: number;
   /** KAFKA_REPLICATION_FACTOR: replication of topics tranche creates. */
   readonly kafkaReplicationFactor: number;
+  /**
+   * KAFKA_SESSION_TIMEOUT_MS: session timeout of the update consumer's group membership. A
+   * member the broker has not heard from for this long is dropped from the group (its
+   * partitions go to the others); after a crash, the group waits this long for the dead
+   * member. Must lie within the broker's group.min/max.session.timeout.ms (6 s to 30 min).
+   */
+  readonly kafkaSessionTimeoutMs: number;
+  /**
+   * CONSUMER_DOWN_ALERT_MS: an update consumer out of its group (crashed and restarting,
+   * or not joined yet) for longer than this is logged as an error, once per outage.
+   */
+  readonly consumerDownAlertMs: number;
+  /**
+   * RUN_STALL_AFTER_MS: a running run whose partitions are all produced is reported stalled
+   * (status, an error log line, the tranche_run_stalled gauge) when neither its applied rows
+   * nor its outstanding counter moved for this long while update records wait on the topic.
+   */
+  readonly runStallAfterMs: number;
   /** CRON_ENABLED: whether `serve` fires the nightly trigger. */
   readonly cronEnabled: boolean;
   /** CRON_SCHEDULE: node-cron expression (5 or 6 fields; seconds first when 6). */
@@ -173,6 +191,9 @@ const DEFAULTS = {
   TOPIC_RUN_EVENTS: 'tranche.run-events',
   KAFKA_TOPIC_PARTITIONS: '6',
   KAFKA_REPLICATION_FACTOR: '1',
+  KAFKA_SESSION_TIMEOUT_MS: '10000',
+  CONSUMER_DOWN_ALERT_MS: '60000',
+  RUN_STALL_AFTER_MS: '60000',
   CONSUMER_CONCURRENCY: '3',
   CONSUMER_FETCH_MAX_BYTES: '3145728',
   CRON_ENABLED: 'true',
@@ -334,6 +355,9 @@ export function loadConfig(env: Raw = process.env, overrides: ConfigOverrides = 
     topicRunEvents: topic('TOPIC_RUN_EVENTS'),
     kafkaTopicPartitions: int('KAFKA_TOPIC_PARTITIONS', 1, 10_000),
     kafkaReplicationFactor: int('KAFKA_REPLICATION_FACTOR', 1, 100),
+    kafkaSessionTimeoutMs: int('KAFKA_SESSION_TIMEOUT_MS', 1000, 1_800_000),
+    consumerDownAlertMs: int('CONSUMER_DOWN_ALERT_MS', 1000, 86_400_000),
+    runStallAfterMs: int('RUN_STALL_AFTER_MS', 1000, 86_400_000),
     consumerConcurrency: int('CONSUMER_CONCURRENCY', 1, 10_000),
     consumerFetchMaxBytes: int('CONSUMER_FETCH_MAX_BYTES', 65_536, 1_073_741_824),
     cronEnabled: bool('CRON_ENABLED'),

@@ -119,6 +119,8 @@ export async function startService(config: Config, log: Logger, options: Service
     // Called at scrape time only, after the executor below exists.
     activeTasks: () => executor.activeTasks,
     consumerLag: () => stream.lag(config.kafkaGroupId, config.topicUpdates),
+    consumerJoined: () => consumer.joined(),
+    stalledRuns: () => completion.stalledRuns(),
     health: () => readHealthState(coordination.client, config.redisPrefix),
     throttleLimit: async () => (await getThrottleLimit(coordination.client, config.redisPrefix)) ?? config.throttleRowsPerSecond,
   });
@@ -155,6 +157,8 @@ export async function startService(config: Config, log: Logger, options: Service
     topicRunEvents: config.topicRunEvents,
     instanceId: config.instanceId,
     definitions,
+    stallAfterMs: config.runStallAfterMs,
+    updatesLag: async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0),
   });
 
   const executor = new TaskExecutor({
@@ -203,14 +207,16 @@ export async function startService(config: Config, log: Logger, options: Service
   // for the dead member's session to expire (about 10 s), and claiming need not wait for it.
   executor.start();
 
-  let consumerJoined = false;
-  let consumer: ConsumerHandle | null = null;
+  // The update consumer: the stream module keeps it alive (a crashed consumer is stopped and
+  // a new one rejoins the group, with backoff, until stop()); here it is watched.
   let stopping = false;
-  const consume = () => stream.consume({
+  let downAlerted = false;
+  const consumer: ConsumerHandle = await stream.consume({
     groupId: config.kafkaGroupId,
     topic: config.topicUpdates,
     concurrency: config.consumerConcurrency,
     maxBytes: config.consumerFetchMaxBytes,
+    sessionTimeoutMs: config.kafkaSessionTimeoutMs,
     handle: createApplier({
       db,
       stream,
@@ -226,25 +232,27 @@ export async function startService(config: Config, log: Logger, options: Service
         void completion.maybeComplete(runId);
       },
     }),
-    onJoined: () => {
-      consumerJoined = true;
+    onCrash: (error, restartInMs) => {
+      if (!stopping) log.warn({ err: `${error.name}: ${error.message}`, restartInMs }, 'update consumer failed (crashed or could not start) and was stopped; a new one joins the group after restartInMs');
     },
-    onCrash: (error) => log.error({ err: error.message }, 'update consumer crashed; kafkajs restarts it'),
+    onRestart: () => metrics.consumerRestarts.inc(),
   });
-  const consumerStarted = (async () => {
-    for (let attempt = 1; !stopping; attempt++) {
-      try {
-        const handle = await consume();
-        if (stopping) await handle.stop().catch(() => {});
-        else consumer = handle;
-        return;
-      } catch (error) {
-        const delay = Math.min(30_000, 1000 * attempt);
-        log.error({ err: String(error), attempt, retryInMs: delay }, 'the update consumer could not start; retrying');
-        await new Promise((r) => setTimeout(r, delay).unref());
-      }
+  // A consumer out of its group for longer than CONSUMER_DOWN_ALERT_MS: one error line per
+  // outage, and one info line when it is back.
+  const watchConsumer = setInterval(() => {
+    const since = consumer.downSince();
+    if (since === null) {
+      if (downAlerted) log.info('update consumer back in its group');
+      downAlerted = false;
+      return;
     }
-  })();
+    if (downAlerted || stopping) return;
+    const downMs = Date.now() - since;
+    if (downMs < config.consumerDownAlertMs) return;
+    downAlerted = true;
+    log.error({ downMs, restarts: consumer.restarts() }, `update consumer out of its group for ${Math.round(downMs / 1000)} s: no update record is applied by this instance`);
+  }, Math.min(1000, config.consumerDownAlertMs));
+  watchConsumer.unref();
 
   const identifying = new Set<number>();
   const identify = async (runId: number): Promise<void> => {
@@ -308,7 +316,7 @@ export async function startService(config: Config, log: Logger, options: Service
         readiness: async () => ({
           postgres: await db.pool.query('SELECT 1').then(() => true, () => false),
           redis: await coordination.ping(),
-          kafka: consumerJoined,
+          kafka: consumer.joined(),
         }),
       },
       options.httpPort ?? config.httpPort,
@@ -337,9 +345,9 @@ export async function startService(config: Config, log: Logger, options: Service
         await monitor?.stop();
         await Promise.all(nightly.map((n) => n.stop()));
         stopping = true;
+        clearInterval(watchConsumer);
         const drained = await executor.stop(graceMs);
-        await Promise.race([consumerStarted, new Promise((r) => setTimeout(r, 2000).unref())]);
-        await consumer?.stop().catch(() => {});
+        await consumer.stop().catch(() => {});
         await stream.disconnect();
         await coordination.close();
         await server?.close();

@@ -5,7 +5,8 @@
  * Truth: `tryCompleteRun` completes a run with a conditional update only when every
  * partition is produced and no row of the run is still eligible. Safety net: `reconcile`
  * (every few seconds, in every instance) rebuilds lost counters from Postgres and tries
- * completion for runs whose counter is gone, at or below zero, or no longer moving.
+ * completion for runs whose counter is gone, at or below zero, or no longer moving, and
+ * reports a run that stopped moving while records wait on the topic (StallWatch).
  * The completion event is sent from an outbox (`completion_published`), keyed by the run's uid and
  * carrying an `event-id` header: a consumer may receive it twice and can tell.
  */
@@ -15,6 +16,7 @@ import type { Logger } from '../logger.ts';
 import { lockUnpublishedCompletion, markCompletionPublished, markRunFailedIfStuck, tryCompleteRun, unpublishedCompletions } from '../runs/run-store.ts';
 import type { StreamClient } from '../stream/kafka.ts';
 import type { Coordination } from './redis.ts';
+import { StallWatch } from './stall-watch.ts';
 
 export interface CompletionDeps {
   db: Db;
@@ -26,6 +28,10 @@ export interface CompletionDeps {
   definitions: Definitions;
   /** Least time between two completion attempts of one run by this instance. */
   minAttemptIntervalMs?: number;
+  /** RUN_STALL_AFTER_MS: see StallWatch (default 60 s). */
+  stallAfterMs?: number;
+  /** Update records not yet applied (the applier group's lag); without it no stall is reported. */
+  updatesLag?(): Promise<number>;
 }
 
 export interface RunCompletedEvent {
@@ -44,9 +50,19 @@ export class CompletionTracker {
   private readonly lastAttempt = new Map<number, number>();
   private readonly lastApplied = new Map<number, number>();
   private readonly inFlight = new Map<number, Promise<boolean>>();
+  private readonly stallWatch: StallWatch | null;
 
   constructor(deps: CompletionDeps) {
     this.deps = deps;
+    const { updatesLag } = deps;
+    this.stallWatch = updatesLag
+      ? new StallWatch({ log: deps.log, coordination: deps.coordination, instanceId: deps.instanceId, stallAfterMs: deps.stallAfterMs ?? 60_000, updatesLag })
+      : null;
+  }
+
+  /** Running runs this instance's reconciler sees stalled (see StallWatch). */
+  stalledRuns(): number[] {
+    return this.stallWatch?.stalledRuns() ?? [];
   }
 
   /** Tries to complete the run unless this instance tried a moment ago. Never throws. */
@@ -154,7 +170,9 @@ export class CompletionTracker {
         // died before saying so): the run is failed, visible and re-runnable.
         await markRunFailedIfStuck(this.deps.db.pool, run.id);
       }
+      await this.stallWatch?.observe({ id: run.id, allProduced: run.all_produced, rowsApplied: Number(run.rows_applied), outstanding: counter });
     }
+    this.stallWatch?.retain(new Set(rows.map((r) => r.id)));
     await this.publishPending().catch((error: unknown) => this.deps.log.warn({ err: String(error) }, 'publishing completion events failed'));
   }
 }

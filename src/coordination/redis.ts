@@ -23,6 +23,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return false`;
 
+/** A run seen stalled: every partition produced, records waiting on the topic, nothing applied. */
+export interface StallReport {
+  /** Since when (ISO time) neither the applied rows nor the outstanding counter moved. */
+  since: string;
+  rowsApplied: number;
+  outstanding: number | null;
+  /** Update records on the topic not yet committed by the applier group. */
+  lag: number;
+  /** The instance whose reconciler saw it. */
+  seenBy: string;
+}
+
 export type ControlAction = 'pause' | 'resume' | 'cancel' | 'throttle';
 
 export interface Coordination {
@@ -35,6 +47,14 @@ export interface Coordination {
   decrementOutstanding(runId: number, n: number): Promise<number | null>;
   getOutstanding(runId: number): Promise<number | null>;
   deleteOutstanding(runId: number): Promise<void>;
+  /**
+   * Records that a reconciler found the run stalled (see CompletionTracker), for `tranche
+   * status`; the record expires after `ttlMs` unless written again.
+   */
+  setStalled(runId: number, report: StallReport, ttlMs: number): Promise<void>;
+  /** The run's stall record, or null when none is current. */
+  getStalled(runId: number): Promise<StallReport | null>;
+  clearStalled(runId: number): Promise<void>;
   /** Wakes idle instances: tasks were scheduled. Never throws. */
   wake(): Promise<void>;
   /** Tells every instance about an operator action. Never throws. */
@@ -71,6 +91,7 @@ export function createCoordination(options: { redisUrl: string; prefix: string }
   const client = mkClient();
   let subscriber: Redis | undefined;
   const key = (runId: number) => `${options.prefix}:run:${runId}:outstanding`;
+  const stalledKey = (runId: number) => `${options.prefix}:run:${runId}:stalled`;
   const wakeChannel = `${options.prefix}:wake`;
   const controlChannel = `${options.prefix}:control`;
   const toNumber = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
@@ -91,6 +112,16 @@ export function createCoordination(options: { redisUrl: string; prefix: string }
     },
     async deleteOutstanding(runId) {
       await client.del(key(runId));
+    },
+    async setStalled(runId, report, ttlMs) {
+      await client.set(stalledKey(runId), JSON.stringify(report), 'PX', ttlMs);
+    },
+    async getStalled(runId) {
+      const raw = await client.get(stalledKey(runId));
+      return raw === null ? null : (JSON.parse(raw) as StallReport);
+    },
+    async clearStalled(runId) {
+      await client.del(stalledKey(runId));
     },
     async wake() {
       await client.publish(wakeChannel, '1').catch(() => {});

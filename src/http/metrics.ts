@@ -25,6 +25,8 @@ export interface Metrics {
   taskClaims: Counter;
   claimDelay: Histogram;
   throttledSeconds: Counter<'migration'>;
+  /** Update consumers of this instance replaced by a new one after a crash. */
+  consumerRestarts: Counter;
 }
 
 export interface MetricsDeps {
@@ -36,6 +38,10 @@ export interface MetricsDeps {
   throttleLimit?(): Promise<number | null>;
   /** The shared protection state (src/health), read at scrape time. */
   health?(): Promise<HealthState | null>;
+  /** Whether this instance's update consumer is a member of its group now. */
+  consumerJoined?(): boolean;
+  /** Runs this instance's reconciler sees stalled (all produced, nothing applied, lag > 0). */
+  stalledRuns?(): number[];
 }
 
 export function createMetrics(deps: MetricsDeps): Metrics {
@@ -62,6 +68,29 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     help: 'Time partition workers of this instance waited on the global throttle',
     labelNames: ['migration'],
     registers: [registry],
+  });
+  const consumerRestarts = new Counter({
+    name: 'tranche_kafka_consumer_restarts_total',
+    help: 'Update consumers stopped after a crash and replaced by a new one that rejoins the group',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tranche_kafka_consumer_joined',
+    help: '1 while this instance\'s update consumer is a member of its group, else 0',
+    registers: [registry],
+    collect() {
+      this.set(deps.consumerJoined?.() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tranche_run_stalled',
+    help: 'Running runs seen stalled: every partition produced, records waiting on the topic, no row applied for RUN_STALL_AFTER_MS',
+    labelNames: ['run_id'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const runId of deps.stalledRuns?.() ?? []) this.set({ run_id: String(runId) }, 1);
+    },
   });
   const claimDelay = new Histogram({
     name: 'tranche_claim_delay_seconds',
@@ -146,7 +175,13 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     registers: [registry],
     async collect() {
       this.reset();
-      const lag = await deps.consumerLag().catch(() => []);
+      // A hung broker must not hold the scrape up for kafkajs's retries: no lag after 5 s.
+      let timer: NodeJS.Timeout | undefined;
+      const lag = await Promise.race([
+        deps.consumerLag().catch(() => []),
+        new Promise<[]>((resolve) => (timer = setTimeout(() => resolve([]), 5000))),
+      ]);
+      clearTimeout(timer);
       for (const l of lag) this.set({ partition: String(l.partition) }, l.lag);
     },
   });
@@ -200,5 +235,5 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       },
     });
   }
-  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay, throttledSeconds };
+  return { registry, rowsProduced, rowsApplied, deadLetters, taskClaims, claimDelay, throttledSeconds, consumerRestarts };
 }

@@ -2,7 +2,7 @@
  * The HTTP surface of `serve`:
  *   GET /                          dashboard (runs and each partition's progress, live)
  *   GET /healthz                   200 while the process runs
- *   GET /readyz                    200 when Postgres, Redis and Kafka answer and the consumer joined
+ *   GET /readyz                    200 while Postgres and Redis answer and the update consumer is in its group, else 503
  *   GET /metrics                   Prometheus text format
  *   GET /api/runs                  the latest runs
  *   GET /api/runs/:id              one run

@@ -6,9 +6,13 @@
  * in flight, consumes with manual commits, and reads lag.
  */
 import { createRequire } from 'node:module';
-import type { Admin, Consumer, EachBatchPayload, Producer } from 'kafkajs';
+import type { Admin, Consumer, Producer } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createFastPartitioner } from './kafkajs-patches.ts';
+import { type ConsumeOptions, type ConsumerHandle, superviseConsumer } from './supervised-consumer.ts';
+
+export type { ConsumeOptions, ConsumerHandle } from './supervised-consumer.ts';
+export { CONSUMER_RESTART_BASE_MS, CONSUMER_RESTART_MAX_MS } from './supervised-consumer.ts';
 
 /** Whether kafkajs runs with the hot-path patches of kafkajs-patches.ts (logged at start). */
 export { kafkajsPatched } from './kafkajs-patches.ts';
@@ -58,19 +62,12 @@ export interface StreamClient {
    * of at most {@link MAX_REQUEST_BYTES}, one after the other.
    */
   send(topic: string, messages: OutgoingMessage[]): Promise<void>;
-  /** Starts a consumer in `groupId`; `handle` runs per fetched batch; offsets are committed after it returns. */
-  consume(options: {
-    groupId: string;
-    topic: string;
-    fromBeginning?: boolean;
-    /** Topic partitions whose batches are applied at once (kafkajs partitionsConsumedConcurrently). */
-    concurrency?: number;
-    /** Most bytes fetched at once over all partitions (kafkajs maxBytes; default 10 MiB). */
-    maxBytes?: number;
-    handle: (batch: IncomingBatch) => Promise<void>;
-    onJoined?: () => void;
-    onCrash?: (error: Error) => void;
-  }): Promise<ConsumerHandle>;
+  /**
+   * Starts a consumer in `groupId` in the background and keeps it alive until the handle's
+   * `stop()` (see {@link ConsumerHandle}); `handle` runs per fetched batch; offsets are
+   * committed after it returns.
+   */
+  consume(options: ConsumeOptions): Promise<ConsumerHandle>;
   /** Per partition: committed offset of `groupId` and the high watermark; [] when the topic does not exist. */
   lag(groupId: string, topic: string): Promise<{ partition: number; committed: number; high: number; lag: number }[]>;
   /** Deletes topics (tests and demo cleanup); missing ones are ignored. */
@@ -78,9 +75,6 @@ export interface StreamClient {
   disconnect(): Promise<void>;
 }
 
-export interface ConsumerHandle {
-  stop(): Promise<void>;
-}
 
 /** Partition metadata as a broker reports it: leader -1 while none is elected. */
 export interface TopicMetadata {
@@ -197,26 +191,65 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
     retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 5000 },
     connectionTimeout: 5000,
   });
-  let producer: Producer | undefined;
-  let producerReady: Promise<Producer> | undefined;
+  // The producer in use, and those replaced after a failed send that still have sends in
+  // flight (each is disconnected once its last send settles).
+  interface ProducerEntry {
+    producer: Producer;
+    inFlight: number;
+    replaced: boolean;
+  }
+  let producerReady: Promise<ProducerEntry> | undefined;
+  const producers = new Set<ProducerEntry>();
   const consumers = new Set<Consumer>();
 
-  const getProducer = (): Promise<Producer> => {
+  const connectProducer = (): Promise<ProducerEntry> => {
     producerReady ??= (async () => {
-      const p = kafka.producer({
+      const producer = kafka.producer({
         allowAutoTopicCreation: false,
         maxInFlightRequests: 1,
         idempotent: false,
         createPartitioner: createFastPartitioner,
       });
-      await p.connect();
-      producer = p;
-      return p;
+      const entry: ProducerEntry = { producer, inFlight: 0, replaced: false };
+      producers.add(entry);
+      try {
+        await producer.connect();
+      } catch (error) {
+        producers.delete(entry);
+        await producer.disconnect().catch(() => {});
+        throw error;
+      }
+      return entry;
     })().catch((error: unknown) => {
       producerReady = undefined;
       throw error;
     });
     return producerReady;
+  };
+  const getProducer = async (): Promise<ProducerEntry> => {
+    const ready = connectProducer();
+    const entry = await ready;
+    if (!entry.replaced) return entry;
+    if (producerReady === ready) producerReady = undefined;
+    return connectProducer();
+  };
+
+  /**
+   * After a send that kafkajs gave up on, the next send uses a new producer. kafkajs retries a
+   * send itself (reconnecting when its cluster disconnected, refreshing stale metadata) and
+   * throws only once it stops retrying: a non-retriable error (bailed at once, e.g. "The
+   * producer is disconnecting") or retries exhausted. It never replaces the producer, and a
+   * producer left disconnected fails every send ("The producer is disconnected"): a new one
+   * starts from fresh connections and metadata.
+   */
+  const replaceProducer = (entry: ProducerEntry, error: unknown) => {
+    if (entry.replaced) return;
+    entry.replaced = true;
+    log.warn({ err: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }, 'kafka: a send failed (kafkajs retried what it retries); the next send connects a new producer');
+  };
+  const release = (entry: ProducerEntry) => {
+    entry.inFlight--;
+    if (entry.replaced && entry.inFlight === 0 && producers.delete(entry)) void entry.producer.disconnect().catch(() => {});
   };
 
   return {
@@ -255,55 +288,21 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
 
     async send(topic, messages) {
       if (messages.length === 0) return;
-      const p = await getProducer();
-      // One request at a time, in order: a key's records keep their order across requests.
-      for (const part of splitByBytes(messages)) await p.send({ topic, acks: -1, messages: part });
+      const entry = await getProducer();
+      entry.inFlight++;
+      try {
+        // One request at a time, in order: a key's records keep their order across requests.
+        for (const part of splitByBytes(messages)) await entry.producer.send({ topic, acks: -1, messages: part });
+      } catch (error) {
+        replaceProducer(entry, error);
+        throw error;
+      } finally {
+        release(entry);
+      }
     },
 
-    async consume({ groupId, topic, fromBeginning = true, concurrency = 1, maxBytes, handle, onJoined, onCrash }) {
-      const consumer = kafka.consumer({
-        groupId,
-        allowAutoTopicCreation: false,
-        sessionTimeout: 10_000,
-        heartbeatInterval: 1000,
-        rebalanceTimeout: 20_000,
-        maxWaitTimeInMs: 100,
-        ...(maxBytes === undefined ? {} : { maxBytes, maxBytesPerPartition: Math.min(maxBytes, 1_048_576) }),
-      });
-      consumers.add(consumer);
-      consumer.on(consumer.events.GROUP_JOIN, () => onJoined?.());
-      consumer.on(consumer.events.CRASH, (event) => onCrash?.(event.payload.error));
-      await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning });
-      await consumer.run({
-        partitionsConsumedConcurrently: concurrency,
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        eachBatch: async (payload: EachBatchPayload) => {
-          const { batch } = payload;
-          if (batch.messages.length === 0) return;
-          await handle({
-            topic: batch.topic,
-            partition: batch.partition,
-            messages: batch.messages,
-            isRunning: payload.isRunning,
-            isStale: payload.isStale,
-            heartbeat: payload.heartbeat,
-          });
-          const last = batch.messages[batch.messages.length - 1];
-          if (!last || payload.isStale()) return;
-          payload.resolveOffset(last.offset);
-          await consumer.commitOffsets([
-            { topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() },
-          ]);
-        },
-      });
-      return {
-        async stop() {
-          consumers.delete(consumer);
-          await consumer.disconnect();
-        },
-      };
+    consume(options) {
+      return Promise.resolve(superviseConsumer(kafka, consumers, options));
     },
 
     async lag(groupId, topic) {
@@ -354,9 +353,9 @@ export function createStreamClient(settings: KafkaSettings, log: Logger): Stream
     async disconnect() {
       await Promise.allSettled([...consumers].map((c) => c.disconnect()));
       consumers.clear();
-      if (producer) await producer.disconnect().catch(() => {});
-      producer = undefined;
       producerReady = undefined;
+      await Promise.allSettled([...producers].map((p) => p.producer.disconnect()));
+      producers.clear();
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * A chaos run: a real migration with several `serve` processes while faults are injected at
  * moments drawn from a seed (SIGKILL of an instance then a restart, a Kafka broker restart,
- * a Redis restart with its data gone, a PostgreSQL restart), then every invariant of
+ * a Kafka broker hang longer than the consumer session timeout, a Redis restart with its data
+ * gone, a PostgreSQL restart), then every invariant of
  * ../shared/DESIGN.md checked with SQL and the topics' contents.
  *
  * It restarts shared services, so it must run alone: `npm run chaos`, or the reduced version
@@ -23,11 +24,19 @@ import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../../src/cli/instances.ts';
 import { prng, shuffled } from '../support/prng.ts';
-import { FaultUnavailable, restartKafka, restartPostgres, restartRedis } from './faults.ts';
+import { FaultUnavailable, type KafkaControl, restartPostgres, restartRedis, stackKafka } from './faults.ts';
 import { checkInvariants, type InvariantCheck } from './invariants.ts';
 
-export type FaultKind = 'kill' | 'kafka' | 'redis' | 'postgres';
-export const ALL_FAULTS: FaultKind[] = ['kill', 'kafka', 'redis', 'postgres'];
+/**
+ * kill: SIGKILL of an instance, then a new one; kafka: broker stopped and started again;
+ * hang: broker frozen (SIGSTOP) for `hangMs`, then resumed (SIGCONT); redis: restarted with
+ * its data gone; postgres: restarted, connections cut.
+ */
+export type FaultKind = 'kill' | 'kafka' | 'hang' | 'redis' | 'postgres';
+export const ALL_FAULTS: FaultKind[] = ['kill', 'kafka', 'hang', 'redis', 'postgres'];
+
+/** Default length of a broker hang: past the consumer session timeout (10 s) and kafkajs's request timeout (30 s). */
+export const DEFAULT_HANG_MS = 40_000;
 
 export interface ChaosOptions {
   /** Eligible rows to migrate. */
@@ -45,6 +54,10 @@ export interface ChaosOptions {
    * only while faults are still to come.
    */
   throttle?: number;
+  /** How long a "hang" fault freezes the broker; must exceed the session timeout (default DEFAULT_HANG_MS). */
+  hangMs?: number;
+  /** The broker the kafka and hang faults act on (default: the local stack's, scripts/stack.sh). */
+  kafka?: KafkaControl;
   log(line: string): void;
 }
 
@@ -85,6 +98,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
   };
   const config = loadConfig(env, { INSTANCE_ID: 'chaos-runner' });
+  const hangMs = options.hangMs ?? DEFAULT_HANG_MS;
+  if (options.faults.includes('hang') && hangMs <= config.kafkaSessionTimeoutMs) {
+    throw new Error(`a broker hang of ${hangMs} ms would not outlast the consumer session timeout (KAFKA_SESSION_TIMEOUT_MS=${config.kafkaSessionTimeoutMs})`);
+  }
   const log = silentLogger();
   const db = createDb({ ...config, dbPoolSize: 4 });
   const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
@@ -130,7 +147,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           await sleep(500 + rnd() * 1500);
           instances[index] = startInstance(env, `${victim.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
           detail = `SIGKILL ${victim.id} (pid ${victim.child.pid}), restarted as ${instances[index]!.id}`;
-        } else if (fault === 'kafka') detail = await restartKafka();
+        } else if (fault === 'kafka') detail = await (options.kafka ?? stackKafka).restart();
+        else if (fault === 'hang') detail = await (options.kafka ?? stackKafka).hang(hangMs);
         else if (fault === 'redis') detail = await restartRedis();
         else detail = await restartPostgres();
         injected.push({ at, fault, detail, ok: true });

@@ -19,15 +19,75 @@ async function stack(...args: string[]): Promise<string> {
   return `${stdout}${stderr}`;
 }
 
-/** Stops the Kafka broker the stack script manages and starts it again (waits until it accepts writes). */
-export async function restartKafka(): Promise<string> {
+/** The Kafka broker a chaos run may restart or freeze. */
+export interface KafkaControl {
+  /** Stops the broker and starts it again; resolves once it accepts writes. */
+  restart(): Promise<string>;
+  /**
+   * SIGSTOP, then SIGCONT after `ms`: a broker that hangs (a long GC pause, a VM stall) with
+   * its connections open, which clients see only through timeouts. Longer than the consumer
+   * session timeout, the broker drops every member of the group once it runs again.
+   */
+  hang(ms: number): Promise<string>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The broker pid scripts/stack.sh manages, or FaultUnavailable. */
+async function stackKafkaPid(what: string): Promise<number> {
   const status = await stack('status').catch((e: { stdout?: string }) => e.stdout ?? '');
-  if (!/kafka up at .*\(pid \d+\)/.test(status)) {
-    throw new FaultUnavailable('the Kafka broker is not managed by this checkout\'s scripts/stack.sh (started elsewhere), so it cannot be restarted here');
+  const pid = /kafka up at .*\(pid (\d+)\)/.exec(status)?.[1];
+  if (!pid) {
+    throw new FaultUnavailable(`the Kafka broker is not managed by this checkout's scripts/stack.sh (started elsewhere), so it cannot be ${what} here`);
   }
-  await stack('down');
-  await stack('up');
-  return 'kafka broker stopped and started again';
+  return Number(pid);
+}
+
+/** Freezes the process `pid` for `ms` (SIGSTOP, SIGCONT), resuming it whatever happens. */
+async function freeze(pid: number, ms: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await sleep(ms);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+}
+
+/** The broker of the local stack (scripts/stack.sh): shared with everything else on the machine. */
+export const stackKafka: KafkaControl = {
+  async restart() {
+    await stackKafkaPid('restarted');
+    await stack('down');
+    await stack('up');
+    return 'kafka broker stopped and started again';
+  },
+  async hang(ms) {
+    const pid = await stackKafkaPid('frozen');
+    await freeze(pid, ms);
+    return `kafka broker (pid ${pid}) frozen for ${(ms / 1000).toFixed(1)} s (SIGSTOP), then resumed (SIGCONT)`;
+  },
+};
+
+/** A broker the caller started itself (test/support/private-kafka.ts). */
+export function privateKafkaControl(broker: { pid(): number | undefined; kill(): Promise<void>; start(): Promise<void> }): KafkaControl {
+  return {
+    async restart() {
+      await broker.kill();
+      await broker.start();
+      return 'private kafka broker killed (SIGKILL) and started again';
+    },
+    async hang(ms) {
+      const pid = broker.pid();
+      if (pid === undefined) throw new FaultUnavailable('the private Kafka broker is not running');
+      await freeze(pid, ms);
+      return `private kafka broker (pid ${pid}) frozen for ${(ms / 1000).toFixed(1)} s (SIGSTOP), then resumed (SIGCONT)`;
+    },
+  };
+}
+
+/** Stops the Kafka broker the stack script manages and starts it again (waits until it accepts writes). */
+export function restartKafka(): Promise<string> {
+  return stackKafka.restart();
 }
 
 /** Shuts Redis down without saving (its data is gone) and starts it again. */

@@ -93,10 +93,11 @@ describe('dashboard actions in headless Chromium', () => {
     await page.fill('#token', TOKEN);
     await page.fill('#operator-name', 'ada');
 
-    // Slow the run from the start, so that it is still running while we act on it.
-    await page.fill('#throttle-input', '150');
+    // Slow the run from the start, so that it is still running while we act on it (60 rows/s:
+    // its 2,000 healthy rows take over 30 s, longer than the steps below on a loaded machine).
+    await page.fill('#throttle-input', '60');
     await click(page, '#throttle-set', 200);
-    expect(await throttle()).toBe(150);
+    expect(await throttle()).toBe(60);
 
     const runId = await startTestRun(env, 1000, { coordination: services[0]!.coordination, maxPartitions: 100 });
     await page.reload();

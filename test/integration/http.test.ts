@@ -74,5 +74,10 @@ describe('HTTP endpoints of serve', () => {
     expect(byName.get('tranche_rows_produced_total')?.metrics[0]?.labels?.migration).toBe('subscription-version');
     expect(byName.has('process_cpu_user_seconds_total')).toBe(true);
     expect([...byName.keys()].some((n) => n.startsWith('tranche_process_'))).toBe(false);
+    // The consumer is in its group, was never replaced, and no run is stalled.
+    expect(value('tranche_kafka_consumer_joined')).toBe(1);
+    expect(value('tranche_kafka_consumer_restarts_total')).toBe(0);
+    expect(byName.get('tranche_run_stalled')?.type).toBe('GAUGE');
+    expect(byName.get('tranche_run_stalled')?.metrics ?? []).toEqual([]);
   });
 });

@@ -12,6 +12,9 @@ describe('loadConfig', () => {
     expect(c.httpPort).toBe(8080);
     expect(c.partitionSize).toBe(10_000);
     expect(c.consumerFetchMaxBytes).toBe(3 * 1024 * 1024);
+    expect(c.kafkaSessionTimeoutMs).toBe(10_000);
+    expect(c.consumerDownAlertMs).toBe(60_000);
+    expect(c.runStallAfterMs).toBe(60_000);
     expect(Object.isFrozen(c)).toBe(true);
   });
 
@@ -57,6 +60,9 @@ describe('loadConfig', () => {
     ['PAGE_TARGET_MS', 'off'],
     ['PAGE_SIZE_ADAPTIVE', 'sometimes'],
     ['PAGE_SIZE_MAX', '0'],
+    ['KAFKA_SESSION_TIMEOUT_MS', '10'],
+    ['CONSUMER_DOWN_ALERT_MS', 'soon'],
+    ['RUN_STALL_AFTER_MS', '0'],
   ])('rejects %s=%s with a message naming the variable', (name, value) => {
     let error: unknown;
     try {

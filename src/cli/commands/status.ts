@@ -10,6 +10,7 @@ import { getRunStatus, listRuns, type RunStatusReport } from '../../runs/run-sto
 import type { PartitionState } from '../../schema.ts';
 import type { ConsumerLag } from '../../consumer/lag.ts';
 import { readRunProgress, type RunProgress } from '../../runs/run-progress.ts';
+import type { StallReport } from '../../coordination/redis.ts';
 import type { CommandContext } from '../context.ts';
 import { describeHealthState, type HealthState, readHealthState } from '../../health/state.ts';
 import type { Queryable } from '../../db.ts';
@@ -90,6 +91,23 @@ function lagLine(lag: ConsumerLag | null): string {
   return `  consumer lag ${fmt(lag.total)} records${busy.length > 0 ? ` (${busy.join(', ')})` : ''}`;
 }
 
+/** The run's stall record from Redis (StallWatch), or null; Redis down counts as none. */
+async function stallOrNull(ctx: CommandContext, runId: number): Promise<StallReport | null> {
+  const co = ctx.openCoordination();
+  return Promise.race([
+    (async () => {
+      // Commands fail at once while the client is not connected yet (no offline queue).
+      if (co.client.status !== 'ready') await new Promise((resolve) => co.client.once('ready', resolve));
+      return co.getStalled(runId);
+    })().catch(() => null),
+    new Promise<null>((resolve) => setTimeout(() => resolve(null), 2000).unref()),
+  ]);
+}
+
+function stallLine(stall: StallReport): string {
+  return `  STALLED since ${stall.since}: every partition produced, ${fmt(stall.lag)} update records wait on the topic, no row applied (seen by ${stall.seenBy}); check the instances' /readyz and logs`;
+}
+
 function elapsedSeconds(report: RunStatusReport): number {
   const start = Date.parse(report.createdAt.replace(' ', 'T').replace(/\+00$/, 'Z'));
   const end = report.completedAt ? Date.parse(report.completedAt.replace(' ', 'T').replace(/\+00$/, 'Z')) : Date.now();
@@ -118,7 +136,8 @@ export async function statusCommand(
     const lag = await lagOrNull(ctx);
     const protection = await protectionOrNull(ctx);
     const { samples: _samples, ...recent } = progress ?? { samples: [] };
-    console.log(JSON.stringify({ ...report, consumerLag: lag, progress: progress ? recent : null, protection: protection === 'unknown' ? null : protection, partitionList: partitions }));
+    const stalled = ACTIVE.includes(found.status) ? await stallOrNull(ctx, runId) : null;
+    console.log(JSON.stringify({ ...report, consumerLag: lag, progress: progress ? recent : null, protection: protection === 'unknown' ? null : protection, stalled, partitionList: partitions }));
     return;
   }
   // The recent rate (last minute of samples) when the instances sampled it, else the average.
@@ -126,7 +145,11 @@ export async function statusCommand(
   const live = options.watch !== false && process.stdout.isTTY === true && ACTIVE.includes(found.status);
   if (!live) {
     console.log(renderRunDetail(report, partitions, { rate: recentRate ?? report.rows.applied / elapsedSeconds(report), bars: process.stdout.isTTY === true }));
-    if (ACTIVE.includes(found.status)) console.log(`${progressLine(progress)}\n${lagLine(await lagOrNull(ctx))}\n${protectionLine(await protectionOrNull(ctx))}`);
+    if (ACTIVE.includes(found.status)) {
+      console.log(`${progressLine(progress)}\n${lagLine(await lagOrNull(ctx))}\n${protectionLine(await protectionOrNull(ctx))}`);
+      const stall = await stallOrNull(ctx, runId);
+      if (stall) console.log(stallLine(stall));
+    }
     return;
   }
   let previous = { at: Date.now(), applied: report.rows.applied };
