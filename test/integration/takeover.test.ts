@@ -50,8 +50,8 @@ describe('identification takeover after the identifying process dies', () => {
     // finishes the products before it and then blocks inside that product's transaction,
     // which holds the run row's lease lock, so no other product can commit after it. Products
     // are identified two at a time (IDENTIFY_CONCURRENCY), so the one beside the blocked
-    // product may be left waiting on that lease lock: BLOCKED_AT - 2 or BLOCKED_AT - 1
-    // products end up identified.
+    // product may be left waiting on that lease lock: at least BLOCKED_AT - 2 products end up
+    // identified, never the blocked one.
     const runId = await waitFor(
       async () => (await pool.query<{ id: number }>('SELECT id FROM migration_runs')).rows[0]?.id,
       30_000,
@@ -80,7 +80,10 @@ describe('identification takeover after the identifying process dies', () => {
       const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM run_groups WHERE run_id = $1 AND identified', [runId]);
       identifiedBeforeKill = rows[0]!.n;
       expect(identifiedBeforeKill).toBeGreaterThanOrEqual(BLOCKED_AT - 2);
-      expect(identifiedBeforeKill).toBeLessThanOrEqual(BLOCKED_AT - 1);
+      // Groups after the blocked one may have been identified by the other worker before the
+      // blocked group's transaction took the lease lock (a slow boundary query on a loaded
+      // machine); the blocked group itself never is.
+      expect(identifiedBeforeKill).toBeLessThanOrEqual(PRODUCTS - 1);
       child.kill('SIGKILL');
       expect(await exited).toBe('SIGKILL');
     } finally {
