@@ -226,7 +226,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     });
     new Gauge({
       name: 'tranche_health_signal_limit',
-      help: 'Limit of each health signal above which production is throttled',
+      help: 'Limit of each health signal above which pages are throttled',
       labelNames: ['signal', 'unit'],
       registers: [registry],
       async collect() {
