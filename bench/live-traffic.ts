@@ -149,7 +149,7 @@ function figures(latenciesUs: number[], seconds: number): AppFigures {
 
 async function reset(db: Db): Promise<void> {
   await db.pool.query('TRUNCATE partitions, run_groups, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY CASCADE');
-  await db.pool.query('UPDATE products SET product_version = 2, migrated_version = 1');
+  await db.pool.query('UPDATE products SET product_version = 2');
   await resetSubscriptions(db.pool);
   await db.pool.query('CHECKPOINT');
   const co = ctx.openCoordination();
