@@ -47,7 +47,12 @@ export function undoDefinitionFor(definitions: Definitions, migration: string, r
  * run, a run not finished (identifying, running, paused), a definition without an inverse, a
  * run that kept no applied log, or while another undo of the same run is active.
  */
-export async function startUndoRun(db: Db, co: Coordination | null, definitions: Definitions, undoOf: number): Promise<UndoRun> {
+export async function startUndoRun(
+  db: Db,
+  coordination: Coordination | null | (() => Coordination | null),
+  definitions: Definitions,
+  undoOf: number,
+): Promise<UndoRun> {
   const run = (
     await db.pool.query<{ migration: string; status: RunStatus; partition_size: number; max_partitions: number; applied: number }>(
       `SELECT migration, status, partition_size, max_partitions,
@@ -103,6 +108,8 @@ export async function startUndoRun(db: Db, co: Coordination | null, definitions:
     await scheduleTasks(tx, partitions.rows.map((p) => partitionTask(runId, p.id)));
     return { runId, partitions: partitions.rows.length };
   });
+  // Opened only once the undo is accepted (a refusal touches nothing else).
+  const co = typeof coordination === 'function' ? coordination() : coordination;
   if (co) {
     await co.initOutstanding(created.runId, rows).catch(() => false);
     await co.wake();

@@ -171,9 +171,14 @@ export async function verifyRun(db: Queryable, definitions: Definitions, runId: 
  * moved beyond the target are the application's: left alone. Returns the verification
  * before the repair and the partitions rerun.
  */
-export async function repairRun(db: Db, co: Coordination | null, definitions: Definitions, runId: number): Promise<{ before: RunVerification; rerun: number[] }> {
+export async function repairRun(
+  db: Db,
+  coordination: Coordination | null | (() => Coordination | null),
+  definitions: Definitions,
+  runId: number,
+): Promise<{ before: RunVerification; rerun: number[] }> {
   const before = await verifyRun(db.pool, definitions, runId);
   const stillEligible = new Map(before.partitions.filter((p) => p.eligible > 0).map((p) => [p.partitionId, p.eligible]));
-  const rerun = stillEligible.size === 0 ? [] : await repairPartitions(db, co, runId, stillEligible);
+  const rerun = stillEligible.size === 0 ? [] : await repairPartitions(db, typeof coordination === 'function' ? coordination() : coordination, runId, stillEligible);
   return { before, rerun };
 }

@@ -5,7 +5,7 @@ import type { CommandContext } from '../context.ts';
 export async function undoCommand(ctx: CommandContext, runId: number, options: { json?: boolean }): Promise<void> {
   const db = await ctx.openDb();
   const definitions = await ctx.openDefinitions(db);
-  const undo = await startUndoRun(db, ctx.openCoordination(), definitions, runId);
+  const undo = await startUndoRun(db, () => ctx.openCoordination(), definitions, runId);
   if (options.json) {
     console.log(JSON.stringify(undo));
     return;

@@ -33,7 +33,7 @@ export async function verifyCommand(ctx: CommandContext, runId: number, options:
   const db = await ctx.openDb();
   const definitions = await ctx.openDefinitions(db);
   if (options.repair) {
-    const { before, rerun } = await repairRun(db, ctx.openCoordination(), definitions, runId);
+    const { before, rerun } = await repairRun(db, () => ctx.openCoordination(), definitions, runId);
     if (options.json) console.log(JSON.stringify({ ...before, repaired: rerun }));
     else {
       console.log(renderVerification(before));
