@@ -1,0 +1,115 @@
+/**
+ * `tranche undo` against the real services: a completed run of the reference migration is
+ * undone while the application writes some of its rows; every row tranche changed and nobody
+ * touched since goes back, the touched ones stay as the application wrote them, the undo
+ * completes exactly once (one completion event); undoing the undo restores the migrated state.
+ * Refusals go through the CLI.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRun, getRunStatus } from '../../src/runs/run-store.ts';
+import { seed } from '../../src/seed.ts';
+import type { Service } from '../../src/service.ts';
+import { startUndoRun } from '../../src/undo/undo.ts';
+import { runCli } from '../support/cli.ts';
+import { createTestEnv, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
+import { SUBSCRIPTION_NO_UNDO } from '../support/fixtures.ts';
+import { runUid, startTestRun } from '../support/runs.ts';
+import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { readTopic } from '../support/topics.ts';
+import { FIXTURE_DEFINITION } from '../../src/seed.ts';
+
+async function versions(env: TestEnv): Promise<Map<number, number>> {
+  const { rows } = await env.db.pool.query<{ id: number; v: number }>('SELECT id::int, product_version AS v FROM subscriptions');
+  return new Map(rows.map((r) => [r.id, r.v]));
+}
+
+async function completed(env: TestEnv, runId: number): Promise<void> {
+  await waitFor(async () => (await getRunStatus(env.db.pool, runId))?.verdict, 60_000, `run ${runId} to complete and be verified`);
+  expect(await getRunStatus(env.db.pool, runId)).toMatchObject({ status: 'completed', verdict: 'holds' });
+}
+
+describe('tranche undo', () => {
+  let env: TestEnv;
+  let services: Service[] = [];
+  beforeAll(async () => {
+    env = await createTestEnv({ PAGE_SIZE: '100', TRANCHE_DEFINITIONS: `${FIXTURE_DEFINITION},${SUBSCRIPTION_NO_UNDO}` });
+  });
+  afterAll(async () => {
+    await stopAll(services);
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('moves back exactly the rows it changed that nobody touched since, once; undoing the undo restores them', async () => {
+    await seed(env.db, { rows: 6000, groups: 4, changed: 2 });
+    const before = await versions(env);
+    services = await startInstances(env, 2);
+    const co = services[0]!.coordination;
+    const forward = await startTestRun(env, 400, { coordination: co });
+    await completed(env, forward);
+    const migrated = await versions(env);
+    const changed = [...migrated.keys()].filter((id) => migrated.get(id) !== before.get(id)).sort((a, b) => a - b);
+    expect(changed).toHaveLength(3000);
+
+    // The application writes 20 of the changed rows before the undo starts, 40 while it runs.
+    const touchedBefore = changed.filter((_, i) => i % 150 === 0).slice(0, 20);
+    const touchedDuring = changed.filter((_, i) => i % 75 === 1).slice(0, 40);
+    await env.db.pool.query('UPDATE subscriptions SET product_version = 7 WHERE id = ANY ($1::bigint[])', [touchedBefore]);
+    const definitions = await testDefinitions(env);
+    const undo = await startUndoRun(env.db, co, definitions, forward);
+    expect(undo).toMatchObject({ undoOf: forward, migration: 'subscription-version.undo', rows: 3000 - touchedBefore.length, skipped: touchedBefore.length });
+    for (let i = 0; i < touchedDuring.length; i += 10) {
+      await env.db.pool.query('UPDATE subscriptions SET product_version = 5, updated_at = now() WHERE id = ANY ($1::bigint[])', [touchedDuring.slice(i, i + 10)]);
+    }
+    await completed(env, undo.runId);
+    expect((await getRunStatus(env.db.pool, undo.runId))?.undoOf).toBe(forward);
+    const undone = await versions(env);
+    const touched = new Set([...touchedBefore, ...touchedDuring]);
+    for (const [id, v] of undone) {
+      if (touchedBefore.includes(id)) expect(v, `row ${id}`).toBe(7);
+      else if (touchedDuring.includes(id)) expect(v, `row ${id}`).toBe(5);
+      else expect(v, `row ${id}`).toBe(before.get(id));
+    }
+    expect(touched.size).toBe(60);
+    // Exactly one completion event per run: the forward run's and the undo's.
+    const events = await readTopic(env.config.kafkaBrokers, env.config.topicRunEvents, 2);
+    const undoUid = await runUid(env, undo.runId);
+    expect(events.filter((e) => e.key === undoUid)).toHaveLength(1);
+    expect(events).toHaveLength(2);
+
+    // Undoing the undo is a redo: the rows it moved back go forward again, the touched ones stay.
+    const redo = await startUndoRun(env.db, co, definitions, undo.runId);
+    expect(redo).toMatchObject({ undoOf: undo.runId, migration: 'subscription-version', skipped: 0 });
+    await completed(env, redo.runId);
+    const redone = await versions(env);
+    for (const [id, v] of redone) {
+      if (touchedBefore.includes(id)) expect(v).toBe(7);
+      else if (touchedDuring.includes(id)) expect(v).toBe(5);
+      else expect(v, `row ${id}`).toBe(migrated.get(id));
+    }
+  }, 90_000);
+
+  it('refuses an unknown run, a run still identifying and a definition without undo, in one line (exit 2)', async () => {
+    const unknown = await runCli(['undo', '999999'], env.env);
+    expect(unknown).toMatchObject({ code: 2, stdout: '', stderr: 'tranche: run 999999 does not exist\n' });
+
+    const definitions = await testDefinitions(env);
+    const identifying = await createRun(env.db, definitions.require('subscription-version'), {
+      trigger: 'manual', partitionSize: 100, maxPartitions: 10, instanceId: 'elsewhere', leaseMs: 600_000, force: true,
+    });
+    const still = await runCli(['undo', String(identifying.runId)], env.env);
+    expect(still).toMatchObject({ code: 2, stdout: '', stderr: `tranche: run ${identifying.runId} is still identifying; undo it once it has completed (or cancel it first)\n` });
+    await env.db.pool.query("UPDATE migration_runs SET status = 'cancelled' WHERE id = $1", [identifying.runId]);
+
+    const plain = await startTestRun(env, 100, { migration: 'subscription-no-undo' });
+    const refused = await runCli(['undo', String(plain)], env.env);
+    expect(refused).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: `tranche: subscription-no-undo declares no undo, so run ${plain} cannot be undone (add undo: { set, guard } to the definition)\n`,
+    });
+    // Nothing was started.
+    const { rows } = await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs WHERE undo_of IN ($1, $2)', [identifying.runId, plain]);
+    expect(rows[0].n).toBe(0);
+  }, 60_000);
+});
