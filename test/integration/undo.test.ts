@@ -6,6 +6,7 @@
  * Refusals go through the CLI.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setThrottleLimit } from '../../src/coordination/throttle.ts';
 import { createRun, getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
@@ -56,11 +57,18 @@ describe('tranche undo', () => {
     const touchedDuring = changed.filter((_, i) => i % 75 === 1).slice(0, 40);
     await env.db.pool.query('UPDATE subscriptions SET product_version = 7 WHERE id = ANY ($1::bigint[])', [touchedBefore]);
     const definitions = await testDefinitions(env);
+    // Throttled, the undo takes a few seconds: the application's writes land while it runs.
+    await setThrottleLimit(co.client, env.config.redisPrefix, 1000);
     const undo = await startUndoRun(env.db, co, definitions, forward);
     expect(undo).toMatchObject({ undoOf: forward, migration: 'subscription-version.undo', rows: 3000 - touchedBefore.length, skipped: touchedBefore.length });
+    await waitFor(async () => ((await getRunStatus(env.db.pool, undo.runId))?.rows.applied ?? 0) > 0, 30_000, 'the undo to move its first rows back');
     for (let i = 0; i < touchedDuring.length; i += 10) {
       await env.db.pool.query('UPDATE subscriptions SET product_version = 5, updated_at = now() WHERE id = ANY ($1::bigint[])', [touchedDuring.slice(i, i + 10)]);
     }
+    const during = await getRunStatus(env.db.pool, undo.runId);
+    expect(during?.status).toBe('running');
+    expect(during!.rows.applied).toBeLessThan(during!.rows.total);
+    await setThrottleLimit(co.client, env.config.redisPrefix, null);
     await completed(env, undo.runId);
     expect((await getRunStatus(env.db.pool, undo.runId))?.undoOf).toBe(forward);
     const undone = await versions(env);
@@ -78,8 +86,13 @@ describe('tranche undo', () => {
     expect(events).toHaveLength(2);
 
     // Undoing the undo is a redo: the rows it moved back go forward again, the touched ones stay.
+    // Rows the undo moved back before the application wrote them no longer hold what it wrote.
+    const { rows: overwritten } = await env.db.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM applied_rows WHERE run_id = $1 AND row_key = ANY ($2::text[])',
+      [undo.runId, touchedDuring.map(String)],
+    );
     const redo = await startUndoRun(env.db, co, definitions, undo.runId);
-    expect(redo).toMatchObject({ undoOf: undo.runId, migration: 'subscription-version', skipped: 0 });
+    expect(redo).toMatchObject({ undoOf: undo.runId, migration: 'subscription-version', skipped: overwritten[0]!.n, rows: 3000 - 60 });
     await completed(env, redo.runId);
     const redone = await versions(env);
     for (const [id, v] of redone) {
