@@ -107,6 +107,13 @@ describe('order-totals: no groups, uuid key, integer partition column', () => {
     await expectExactCover(env, runId, 'orders', 'id', 'placed_day', eligible);
     expect(await wrongTotals(env.db)).toBe(0);
     expect((await env.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE total_cents = -1')).rows[0].n).toBe(2000);
+    // Without `verify` in the definition, verify checks eligible rows, counts and checksums only.
+    const verified = await runCli(['verify', String(runId), '--json'], env.env);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ holds: true, reachedChecked: false, verdict: 'holds' });
+    const refused = await runCli(['undo', String(runId)], env.env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(`tranche: order-totals declares no undo, so run ${runId} cannot be undone (add undo: { set, guard } to the definition)\n`);
     await expectOneEvent(env, runId, 'order-totals');
     await replayChangesNothing(env, async () => (await env.db.pool.query(`SELECT md5(string_agg(id::text || total_cents, ',' ORDER BY id)) AS f FROM orders`)).rows[0].f);
     // Nothing left: a new run finds no work.
@@ -135,6 +142,10 @@ describe('account-policy: quoted identifiers, text key, groups with targets', ()
     const { runId, done } = await runToCompletion(env, 'account-policy', 120);
     expect(done).toMatchObject({ status: 'completed', deadLetters: 0, groups: 2, rows: { total: 1000, applied: 1000 } });
     await expectExactCover(env, runId, '"Accounts"', '"Account Code"', '"Signed Up"', eligible, '"Region"');
+    // Quoted identifiers and a text key in the generated verification too.
+    const verified = await runCli(['verify', String(runId), '--json'], env.env);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ holds: true, reachedChecked: false, failing: [] });
     const { rows } = await env.db.pool.query(
       `SELECT "Region" AS region, "Policy Version" AS v, "Previous Version" AS prev, count(*)::int AS n FROM "Accounts" GROUP BY 1, 2, 3 ORDER BY 1`,
     );
