@@ -45,7 +45,7 @@ export function undoDefinitionFor(definitions: Definitions, migration: string, r
 /**
  * Starts the run that undoes `undoOf`. Refused (UserError, nothing written) for an unknown
  * run, a run not finished (identifying, running, paused), a definition without an inverse, a
- * run that kept no applied log, or while another undo of the same run is active.
+ * run that kept no applied log, or while another run of the definition or its inverse is active.
  */
 export async function startUndoRun(
   db: Db,
@@ -77,11 +77,21 @@ export async function startUndoRun(
   const rows = moves.reduce((s, r) => s + Number(r.n), 0);
   const created = await inTransaction(db.pool, async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tranche:undo:${undoOf}`]);
-    const active = await tx.query<{ id: number }>(
-      `SELECT id FROM migration_runs WHERE undo_of = $1 AND status IN ('identifying', 'running', 'paused')`,
-      [undoOf],
+    // Runs moving the same rows the other way at once would undo each other.
+    const both = [definition.name, definition.inverse?.name ?? run.migration];
+    const active = await tx.query<{ id: number; migration: string; undo_of: number | null }>(
+      `SELECT id, migration, undo_of FROM migration_runs
+       WHERE (undo_of = $1 OR migration = ANY ($2::text[])) AND status IN ('identifying', 'running', 'paused') ORDER BY id`,
+      [undoOf, both],
     );
-    if (active.rows[0]) throw new UserError(`run ${active.rows[0].id} is already undoing run ${undoOf}; wait for it or cancel it`);
+    const busy = active.rows[0];
+    if (busy) {
+      throw new UserError(
+        busy.undo_of === undoOf
+          ? `run ${busy.id} is already undoing run ${undoOf}; wait for it or cancel it`
+          : `run ${busy.id} of ${busy.migration} is still active; wait for it or cancel it before undoing run ${undoOf}`,
+      );
+    }
     const inserted = await tx.query<{ id: number }>(
       `INSERT INTO migration_runs (migration, trigger, status, partition_size, max_partitions, identified_at, undo_of, undo_skipped)
        VALUES ($1, 'manual', 'running', $2, $3, now(), $4, $5) RETURNING id`,
