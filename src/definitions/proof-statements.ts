@@ -27,6 +27,8 @@ export interface ProofInput {
   position: Column;
   group: { column: Column } | null;
   carried: readonly Column[];
+  /** Columns whose type has a hash function (the checksum hashes them as they are; others as text). */
+  hashable?: ReadonlySet<string>;
 }
 
 /** A run that moves back the rows another run changed (an undo, or the redo of an undo). */
@@ -75,7 +77,10 @@ export function buildProofStatements(d: ProofInput, tt: string, undoes: UndoesOp
   const guardOf = (target: string, carriedSql: (name: string) => string) =>
     render(d.definition.guard ?? d.definition.eligible, target, carriedSql, 'guard', d.name);
   const setColumns = Object.keys(d.definition.set);
-  const checksum = `sum(hashtextextended(ROW(t.${k.sql}, ${setColumns.map((c) => `t.${quote(c)}`).join(', ')})::text, 0)::numeric)::text`;
+  // XOR of one 64-bit hash per row (key and `set` columns): order-free, and one changed row
+  // changes it. Hashing the values as they are, not their text, keeps verify near a count(*).
+  const hashed = (c: string) => (d.hashable?.has(c) ? `t.${quote(c)}` : `t.${quote(c)}::text`);
+  const checksum = `bit_xor(hash_record_extended(ROW(t.${k.sql}, ${setColumns.map(hashed).join(', ')}), 0))::text`;
   const v = d.definition.verify;
   const reached = v ? `count(*) FILTER (WHERE ${render(v.reached, 'pt.target::' + tt, null, 'verify.reached', d.name)})::bigint` : 'NULL::bigint';
   const beyond = v?.beyond ? `count(*) FILTER (WHERE ${render(v.beyond, 'pt.target::' + tt, null, 'verify.beyond', d.name)})::bigint` : 'NULL::bigint';

@@ -35,6 +35,8 @@ export interface ResolvedDefinition {
   readonly position: Column;
   readonly group: { column: Column; targets: ResolvedTable; targetsKey: Column; target: Column } | null;
   readonly carried: readonly Column[];
+  /** Columns whose type has a default hash operator class (the verify checksum hashes them directly). */
+  readonly hashable: ReadonlySet<string>;
   readonly statements: Statements;
   /**
    * The inverse direction of a definition that declares `undo` (named NAME.undo; its runs
@@ -185,7 +187,7 @@ export async function resolveDefinition(db: Queryable, def: MigrationDefinition)
   const carried = (def.carry ?? []).map((name) => column(def, columns, table, name, 'carry'));
   for (const name of Object.keys(def.set)) column(def, columns, table, name, 'set');
   for (const name of Object.keys(def.undo?.set ?? {})) column(def, columns, table, name, 'undo.set');
-  const resolved = { definition: def, name: def.name, table, key, position, group, carried };
+  const resolved = { definition: def, name: def.name, table, key, position, group, carried, hashable: await hashableColumns(db, table) };
   const statements = buildStatements(resolved, {
     logApplied: def.undo !== undefined,
     undoes: def.undo ? { writtenBy: Object.keys(def.undo.set), carriedFromLog: false } : null,
@@ -212,6 +214,19 @@ export async function resolveDefinition(db: Queryable, def: MigrationDefinition)
     inverse = { ...inverseResolved, statements: inverseStatements, inverse: null };
   }
   return { ...resolved, statements, inverse };
+}
+
+/** The table's columns whose type (or a domain's base type) has a default hash operator class. */
+async function hashableColumns(db: Queryable, table: ResolvedTable): Promise<Set<string>> {
+  const { rows } = await db.query<{ attname: string }>(
+    `SELECT a.attname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+       AND EXISTS (SELECT 1 FROM pg_opclass o JOIN pg_am am ON am.oid = o.opcmethod
+                   WHERE am.amname = 'hash' AND o.opcdefault
+                     AND o.opcintype = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END)`,
+    [table.oid],
+  );
+  return new Set(rows.map((r) => r.attname));
 }
 
 /** Every generated statement parses and plans (EXPLAIN, nothing runs). */

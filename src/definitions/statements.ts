@@ -26,6 +26,7 @@ interface Resolvable {
   position: Column;
   group: { column: Column; targets: { sql: string }; targetsKey: Column; target: Column } | null;
   carried: readonly Column[];
+  hashable?: ReadonlySet<string>;
 }
 
 /** How the statements of one direction of an undoable definition differ. */
