@@ -129,7 +129,9 @@ WHERE $1::text[] IS NULL AND $3::text IS NOT NULL
 changed AS (
   UPDATE ${table.sql} t SET ${sets}
   FROM input r
-  WHERE t.${k.sql} = r.tranche_key AND ${guard}
+  WHERE t.${k.sql} = r.tranche_key AND ${guard}${options.logApplied ? `
+    -- A late or replayed record of a run that has been undone changes nothing.
+    AND NOT EXISTS (SELECT 1 FROM migration_runs u WHERE u.undo_of = r.tranche_run)` : ''}
   RETURNING r.tranche_run, r.tranche_partition${options.logApplied ? `,
     t.${k.sql}::text AS tranche_k, ARRAY[${carried.map((_, i) => `r.tranche_c${i}::text`).join(', ')}]::text[] AS tranche_carried,
     ARRAY[${Object.keys(d.definition.set).map((c) => `t."${c.replaceAll('"', '""')}"::text`).join(', ')}]::text[] AS tranche_written` : ''}

@@ -177,6 +177,8 @@ export async function repairRun(
   definitions: Definitions,
   runId: number,
 ): Promise<{ before: RunVerification; rerun: number[] }> {
+  const undone = await db.pool.query<{ id: number }>('SELECT id FROM migration_runs WHERE undo_of = $1 ORDER BY id LIMIT 1', [runId]);
+  if (undone.rows[0]) throw new UserError(`run ${runId} was undone by run ${undone.rows[0].id}; its records are no longer applied, so it cannot be repaired (undo run ${undone.rows[0].id} to redo it)`);
   const before = await verifyRun(db.pool, definitions, runId);
   const stillEligible = new Map(before.partitions.filter((p) => p.eligible > 0).map((p) => [p.partitionId, p.eligible]));
   const rerun = stillEligible.size === 0 ? [] : await repairPartitions(db, typeof coordination === 'function' ? coordination() : coordination, runId, stillEligible);
