@@ -43,6 +43,8 @@ describe('tranche verify', () => {
     await waitFor(async () => (await getRunStatus(env.db.pool, runId))?.verdict, 60_000, 'the run to complete and be verified');
     const completed = await getRunStatus(env.db.pool, runId);
     expect(completed).toMatchObject({ status: 'completed', verdict: 'holds' });
+    const status = await runCli(['status', String(runId), '--no-watch'], env.env);
+    expect(status.stdout).toContain('  verified    holds');
 
     const clean = await runCli(['verify', String(runId), '--json'], env.env);
     expect(clean.stderr).toBe('');
