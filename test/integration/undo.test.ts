@@ -156,6 +156,11 @@ describe('tranche undo', () => {
       stdout: '',
       stderr: `tranche: subscription-no-undo declares no undo, so run ${plain} cannot be undone (add undo: { set, guard } to the definition)\n`,
     });
+    // `tranche definitions` says which definitions can be undone.
+    const listed = await runCli(['definitions'], env.env);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('  verify       reached and beyond; undo subscription-version.undo (runs keep an applied log)');
+    expect(listed.stdout).toContain('  verify       reached and beyond; undo not declared');
     // Nothing was started.
     const { rows } = await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs WHERE undo_of IN ($1, $2)', [identifying.runId, plain]);
     expect(rows[0].n).toBe(0);
