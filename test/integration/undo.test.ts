@@ -19,6 +19,7 @@ import { createTestEnv, quietLog, type TestEnv, testDefinitions, waitFor } from 
 import { SUBSCRIPTION_NO_UNDO } from '../support/fixtures.ts';
 import { runUid, startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
+import { type ServeProcess, startServe } from '../support/serve.ts';
 import { readTopic } from '../support/topics.ts';
 import { FIXTURE_DEFINITION } from '../../src/seed.ts';
 
@@ -165,4 +166,51 @@ describe('tranche undo', () => {
     const { rows } = await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs WHERE undo_of IN ($1, $2)', [identifying.runId, plain]);
     expect(rows[0].n).toBe(0);
   }, 60_000);
+});
+
+describe('an undo run survives an instance killed mid-way (I3, I4, I5, I6 for undo runs)', () => {
+  let env: TestEnv;
+  const instances: ServeProcess[] = [];
+  beforeAll(async () => {
+    env = await createTestEnv({ PAGE_SIZE: '100' });
+  });
+  afterAll(async () => {
+    await Promise.all(instances.map((i) => i.stop()));
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('is finished by the instance left, every row moved back once, completed once', async () => {
+    await seed(env.db, { rows: 6000, groups: 4, changed: 2 });
+    const before = await versions(env);
+    instances.push(await startServe(env.env, `${env.id}-a`), await startServe(env.env, `${env.id}-b`));
+    const forward = await startTestRun(env, 300);
+    await completed(env, forward);
+    // Throttled, so that the kill lands in the middle of the undo.
+    expect((await runCli(['throttle', '800'], env.env)).code).toBe(0);
+    const started = await runCli(['undo', String(forward), '--json'], env.env);
+    expect(started.code, started.stderr).toBe(0);
+    const undo = JSON.parse(started.stdout) as { runId: number; rows: number; skipped: number };
+    expect(undo).toMatchObject({ rows: 3000, skipped: 0 });
+    await waitFor(async () => ((await getRunStatus(env.db.pool, undo.runId))?.rows.applied ?? 0) >= 400, 30_000, 'the undo to be under way');
+    instances[0]!.child.kill('SIGKILL');
+    const mid = await getRunStatus(env.db.pool, undo.runId);
+    expect(mid?.rows.applied).toBeLessThan(3000);
+    expect((await runCli(['throttle', '--reset'], env.env)).code).toBe(0);
+    await completed(env, undo.runId);
+
+    expect(await versions(env)).toEqual(before);
+    const { rows: parts } = await env.db.pool.query<{ n: number; applied: number; left: number }>(
+      `SELECT count(*)::int AS n, sum(rows_applied)::int AS applied, count(*) FILTER (WHERE NOT completed)::int AS left FROM partitions WHERE run_id = $1`,
+      [undo.runId],
+    );
+    // One partition per partition of the run undone, each counted once whatever was replayed.
+    expect(parts[0]).toEqual({ n: (await getRunStatus(env.db.pool, forward))!.partitions.total, applied: 3000, left: 0 });
+    const undoUid = await runUid(env, undo.runId);
+    const events = await readTopic(env.config.kafkaBrokers, env.config.topicRunEvents, 2);
+    expect(events.filter((e) => e.key === undoUid)).toHaveLength(1);
+    expect(events).toHaveLength(2);
+    const { rows: dead } = await env.db.pool.query('SELECT count(*)::int AS n FROM dead_letters');
+    expect(dead[0].n).toBe(0);
+  }, 90_000);
 });
