@@ -194,11 +194,13 @@ SELECT run_id, partition_id, n FROM counts`;
       ['the completion check', withNulls(statements.remaining)],
       ['verify', withNulls(statements.verify)],
       ['the dry run', withNulls(statements.effectSample)],
+      ['the dry run counts', withNulls(statements.effectCounts)],
       ...(statements.undoing
         ? ([
             ['the undo pages', withNulls(statements.undoing.nextPage)],
             ['the undo plan', withNulls(statements.undoing.plan)],
             ['the undo completion check', withNulls(statements.undoing.remaining)],
+            ['the undo verification', withNulls(statements.undoing.verify)],
           ] as [string, string][])
         : []),
     ],

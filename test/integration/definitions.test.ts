@@ -101,6 +101,18 @@ describe('order-totals: no groups, uuid key, integer partition column', () => {
   it('migrates every eligible order once, with a replay that changes nothing and one completion', async () => {
     const eligible = new Set((await env.db.pool.query<{ k: string }>('SELECT id::text AS k FROM orders WHERE total_cents IS NULL')).rows.map((r) => r.k));
     expect(await wrongTotals(env.db)).toBe(4000);
+    // A dry run shows what each partition would change, and a few rows before and after.
+    const dry = await runCli(['identify', '--dry-run', '--json', '--partition-size', '700'], env.env);
+    expect(dry.code, dry.stderr).toBe(0);
+    const [plan] = JSON.parse(dry.stdout).groups as { partitions: { rowCount: number; wouldChange: number }[]; sample: { before: (string | null)[]; after: string[] }[] }[];
+    expect(plan!.partitions.map((p) => p.wouldChange)).toEqual(plan!.partitions.map((p) => p.rowCount));
+    expect(plan!.partitions.reduce((n, p) => n + p.wouldChange, 0)).toBe(4000);
+    expect(plan!.sample).toHaveLength(3);
+    for (const row of plan!.sample) {
+      expect(row.before).toEqual([null]);
+      expect(Number(row.after[0])).toBeGreaterThan(0);
+    }
+    expect(await wrongTotals(env.db)).toBe(4000);
     const { runId, done } = await runToCompletion(env, 'order-totals', 700);
     expect(done).toMatchObject({ status: 'completed', migration: 'order-totals', deadLetters: 0, rows: { total: 4000, applied: 4000 } });
     expect(done.partitions.total).toBe(6);
