@@ -24,6 +24,10 @@ export interface MigrationRunsTable {
   completed_at: string | null;
   completion_published: Generated<boolean>;
   last_error: string | null;
+  undo_of: number | null;
+  undo_skipped: number | null;
+  verdict: string | null;
+  verified_at: string | null;
 }
 
 export interface RunGroupsTable {

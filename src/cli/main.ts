@@ -14,6 +14,8 @@ import { seedCommand } from './commands/seed.ts';
 import { serveCommand } from './commands/serve.ts';
 import { stackCommand } from './commands/stack.ts';
 import { throttleCommand } from './commands/throttle.ts';
+import { undoCommand } from './commands/undo.ts';
+import { verifyCommand } from './commands/verify.ts';
 import { partitionsCommand, statusCommand } from './commands/status.ts';
 import { type CommandContext, createContext } from './context.ts';
 import { collect, nonNegativeInt, parseId, positiveInt } from './parse.ts';
@@ -135,6 +137,25 @@ function buildProgram(): Command {
     .option('--failed', 'every failed partition of --run')
     .option('--json', 'print JSON')
     .action((opts) => withContext({}, (ctx) => rerunCommand(ctx, opts)));
+
+  program
+    .command('verify')
+    .argument('<run>', 'run id', (v) => parseId(v, 'run'))
+    .description('prove a run against the database, per partition: eligible rows left, rows reached, vanished or moved beyond, checksums; exit 1 naming the partitions that do not hold')
+    .option('--json', 'print JSON')
+    .option('--repair', 'rerun exactly the partitions that still have eligible rows, through the ordinary tasks')
+    .action(async (run, opts) => {
+      await withContext({}, async (ctx) => {
+        exitCode = await verifyCommand(ctx, run, opts);
+      });
+    });
+
+  program
+    .command('undo')
+    .argument('<run>', 'run id', (v) => parseId(v, 'run'))
+    .description("start a run that moves back the rows RUN changed and that still hold what it wrote (the definition's undo; undoing an undo is a redo)")
+    .option('--json', 'print JSON')
+    .action((run, opts) => withContext({}, (ctx) => undoCommand(ctx, run, opts)));
 
   program
     .command('throttle')

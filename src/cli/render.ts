@@ -55,6 +55,8 @@ export function renderRunDetail(run: RunStatusReport, partitions: PartitionView[
   lines.push(`  partitions  ${p.total} total: ${p.completed} completed, ${p.running} running, ${p.pending} pending, ${p.failed} failed`);
   lines.push(`  dead letters ${run.deadLetters}`);
   if (run.completedAt) lines.push(`  completed   ${run.completedAt}`);
+  if (run.undoOf !== null) lines.push(`  undoes      run ${run.undoOf} (${fmt(run.undoSkipped ?? 0)} rows left alone: changed since)`);
+  if (run.verdict !== null) lines.push(`  verified    ${run.verdict}`);
   if (run.lastError) lines.push(`  last error  ${run.lastError}`);
   const groups = groupsOf(partitions);
   if (groups.length > 0) lines.push('', '  group                          target   partitions   rows applied');

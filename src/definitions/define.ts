@@ -47,6 +47,21 @@ export interface MigrationDefinition {
   readonly set: Readonly<Record<string, string>>;
   /** SQL predicate that makes applying idempotent (default: `eligible`). */
   readonly guard?: string;
+  /**
+   * How `tranche verify` tells a row's state, per group: `reached` is true for a row the
+   * change has reached (the reference: `product_version = {target}`), `beyond` for a row
+   * something else moved past it since (`product_version > {target}`). Without it, verify
+   * checks only that no row of a partition is still eligible, counts and checksums.
+   */
+  readonly verify?: { readonly reached: string; readonly beyond?: string };
+  /**
+   * The inverse of the change, for `tranche undo RUN`: `set` moves a row back (it may use
+   * `{carried.NAME}`, the value the row had before the run changed it), `guard` says which
+   * rows may be moved back (the reference: `product_version = {target}`). Declaring it makes
+   * every run of the definition keep an applied log (key, carried and written values of each
+   * changed row, written by the same statement as the batch). Without it, undo is refused.
+   */
+  readonly undo?: { readonly set: Readonly<Record<string, string>>; readonly guard: string };
   /** Cron expression of the nightly run; null for manual runs only; omitted: CRON_SCHEDULE. */
   readonly schedule?: string | null;
   /** Defaults of this definition's runs (flags and the environment still win). */

@@ -15,7 +15,7 @@ import type { MigrationDefinition } from './define.ts';
 import { type ResolvedDefinition, resolveDefinition } from './resolve.ts';
 
 export interface Definitions {
-  /** The loaded definitions, by name order. */
+  /** The loaded definitions, by name order (without the inverse NAME.undo of those with `undo`: get() finds those). */
   readonly all: readonly ResolvedDefinition[];
   get(name: string): ResolvedDefinition | undefined;
   /** The definition, or a UserError naming the loaded ones. */
@@ -67,6 +67,11 @@ export function definitionsOf(resolved: readonly ResolvedDefinition[]): Definiti
     byName.set(d.name, d);
   }
   const all = [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
+  // The inverse of a definition with `undo` is found by name (its runs' records name it) but
+  // is not listed: it has no schedule and no run of its own, only undo runs.
+  for (const d of all) {
+    if (d.inverse && !byName.has(d.inverse.name)) byName.set(d.inverse.name, d.inverse);
+  }
   const names = () => (all.length === 0 ? 'none is loaded (set TRANCHE_DEFINITIONS; `tranche init NAME` writes a starter)' : `loaded: ${all.map((d) => d.name).join(', ')}`);
   return {
     all,

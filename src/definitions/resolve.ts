@@ -35,7 +35,14 @@ export interface ResolvedDefinition {
   readonly position: Column;
   readonly group: { column: Column; targets: ResolvedTable; targetsKey: Column; target: Column } | null;
   readonly carried: readonly Column[];
+  /** Columns whose type has a default hash operator class (the verify checksum hashes them directly). */
+  readonly hashable: ReadonlySet<string>;
   readonly statements: Statements;
+  /**
+   * The inverse direction of a definition that declares `undo` (named NAME.undo; its runs
+   * only ever undo a run of NAME), or null. Runs of the inverse are undone by NAME (a redo).
+   */
+  readonly inverse: ResolvedDefinition | null;
 }
 
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -99,7 +106,25 @@ export function checkShape(def: MigrationDefinition): void {
       throw new DefinitionError(`definition ${label}: schedule must be a cron expression of 5 or 6 fields, or null (got ${JSON.stringify(def.schedule)})`);
     }
   }
-  const snippets = [def.eligible, def.guard ?? '', ...Object.values(def.set)];
+  if (def.verify !== undefined && (typeof def.verify !== 'object' || def.verify === null || typeof def.verify.reached !== 'string' || def.verify.reached.trim() === '')) {
+    throw new DefinitionError(`definition ${label}: verify needs reached, a SQL predicate (e.g. 'version = {target}')`);
+  }
+  if (def.undo !== undefined) {
+    const u = def.undo as { set?: unknown; guard?: unknown } | null;
+    if (typeof u !== 'object' || u === null || typeof u.set !== 'object' || u.set === null || Object.keys(u.set).length === 0 || typeof u.guard !== 'string' || u.guard.trim() === '') {
+      throw new DefinitionError(`definition ${label}: undo needs set (column to SQL expression) and guard (which rows may be moved back)`);
+    }
+    if (def.name.length > 58) throw new DefinitionError(`definition ${label}: with undo, the name may be at most 58 characters (its undo runs are named NAME.undo)`);
+  }
+  const snippets = [
+    def.eligible,
+    def.guard ?? '',
+    ...Object.values(def.set),
+    def.verify?.reached ?? '',
+    def.verify?.beyond ?? '',
+    def.undo?.guard ?? '',
+    ...Object.values(def.undo?.set ?? {}),
+  ];
   for (const snippet of snippets) {
     if (typeof snippet !== 'string') throw new DefinitionError(`definition ${label}: every SQL snippet must be a string`);
     for (const [placeholder] of snippet.matchAll(/\{[^}]*\}/g)) {
@@ -161,14 +186,56 @@ export async function resolveDefinition(db: Queryable, def: MigrationDefinition)
   }
   const carried = (def.carry ?? []).map((name) => column(def, columns, table, name, 'carry'));
   for (const name of Object.keys(def.set)) column(def, columns, table, name, 'set');
-  const resolved = { definition: def, name: def.name, table, key, position, group, carried };
-  const statements = buildStatements(resolved);
+  for (const name of Object.keys(def.undo?.set ?? {})) column(def, columns, table, name, 'undo.set');
+  const resolved = { definition: def, name: def.name, table, key, position, group, carried, hashable: await hashableColumns(db, table) };
+  const statements = buildStatements(resolved, {
+    logApplied: def.undo !== undefined,
+    undoes: def.undo ? { writtenBy: Object.keys(def.undo.set), carriedFromLog: false } : null,
+  });
+  await explainAll(db, def.name, statements);
+  let inverse: ResolvedDefinition | null = null;
+  if (def.undo) {
+    const inverseDefinition: MigrationDefinition = {
+      ...def,
+      name: `${def.name}.undo`,
+      eligible: def.undo.guard,
+      guard: def.undo.guard,
+      set: def.undo.set,
+      verify: undefined,
+      undo: undefined,
+      schedule: null,
+    };
+    const inverseResolved = { ...resolved, definition: inverseDefinition, name: inverseDefinition.name };
+    const inverseStatements = buildStatements(inverseResolved, {
+      logApplied: true,
+      undoes: { writtenBy: Object.keys(def.set), carriedFromLog: true },
+    });
+    await explainAll(db, `${def.name} (undo)`, inverseStatements);
+    inverse = { ...inverseResolved, statements: inverseStatements, inverse: null };
+  }
+  return { ...resolved, statements, inverse };
+}
+
+/** The table's columns whose type (or a domain's base type) has a default hash operator class. */
+async function hashableColumns(db: Queryable, table: ResolvedTable): Promise<Set<string>> {
+  const { rows } = await db.query<{ attname: string }>(
+    `SELECT a.attname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+     WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+       AND EXISTS (SELECT 1 FROM pg_opclass o JOIN pg_am am ON am.oid = o.opcmethod
+                   WHERE am.amname = 'hash' AND o.opcdefault
+                     AND o.opcintype = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END)`,
+    [table.oid],
+  );
+  return new Set(rows.map((r) => r.attname));
+}
+
+/** Every generated statement parses and plans (EXPLAIN, nothing runs). */
+async function explainAll(db: Queryable, name: string, statements: Statements): Promise<void> {
   for (const [what, text] of statements.checks) {
     try {
       await db.query(`EXPLAIN ${text}`);
     } catch (error) {
-      throw new DefinitionError(`definition ${def.name}: ${what} does not work: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new DefinitionError(`definition ${name}: ${what} does not work: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
-  return { ...resolved, statements };
 }

@@ -5,6 +5,7 @@
  * Table alias `t` everywhere; values are bind parameters, listed in each statement's doc.
  */
 import { DefinitionError } from '../errors.ts';
+import { buildProofStatements, type ProofStatements, type UndoesOptions } from './proof-statements.ts';
 
 interface Column {
   name: string;
@@ -14,15 +15,29 @@ interface Column {
 
 interface Resolvable {
   name: string;
-  definition: { eligible: string; guard?: string; set: Readonly<Record<string, string>> };
+  definition: {
+    eligible: string;
+    guard?: string;
+    set: Readonly<Record<string, string>>;
+    verify?: { reached: string; beyond?: string };
+  };
   table: { sql: string };
   key: Column;
   position: Column;
   group: { column: Column; targets: { sql: string }; targetsKey: Column; target: Column } | null;
   carried: readonly Column[];
+  hashable?: ReadonlySet<string>;
 }
 
-export interface Statements {
+/** How the statements of one direction of an undoable definition differ. */
+export interface BuildOptions {
+  /** The apply statement also writes the applied log (definitions with `undo`, and their inverse). */
+  logApplied: boolean;
+  /** Runs of this direction may undo runs of the other (pages read through the applied log). */
+  undoes: UndoesOptions | null;
+}
+
+export interface Statements extends ProofStatements {
   /** $1 group filter text[] (NULL: all), $2 runs whose groups to skip bigint[], $3 migration name → group_key, target. */
   changedGroups: string;
   /** $1 group keys text[] → the ones that exist (k). */
@@ -55,7 +70,7 @@ export interface Statements {
 }
 
 /** Replaces {target} and {carried.NAME} in a definition's SQL snippet. */
-function render(snippet: string, target: string, carried: ((name: string) => string) | null, what: string, definition: string): string {
+export function render(snippet: string, target: string, carried: ((name: string) => string) | null, what: string, definition: string): string {
   return `(${snippet.replace(/\{([^}]*)\}/g, (_, inner: string) => {
     if (inner === 'target') return target;
     if (inner.startsWith('carried.') && carried) return carried(inner.slice('carried.'.length));
@@ -63,7 +78,7 @@ function render(snippet: string, target: string, carried: ((name: string) => str
   })})`;
 }
 
-export function buildStatements(d: Resolvable): Statements {
+export function buildStatements(d: Resolvable, options: BuildOptions = { logApplied: false, undoes: null }): Statements {
   const { key: k, position: p, group, carried, table } = d;
   const tt = group ? group.target.type : 'text';
   const eligible = (target: string) => render(d.definition.eligible, target, null, 'eligible', d.name);
@@ -114,9 +129,19 @@ WHERE $1::text[] IS NULL AND $3::text IS NOT NULL
 changed AS (
   UPDATE ${table.sql} t SET ${sets}
   FROM input r
-  WHERE t.${k.sql} = r.tranche_key AND ${guard}
-  RETURNING r.tranche_run, r.tranche_partition
-),
+  WHERE t.${k.sql} = r.tranche_key AND ${guard}${options.logApplied ? `
+    -- A late or replayed record of a run that has been undone changes nothing.
+    AND NOT EXISTS (SELECT 1 FROM migration_runs u WHERE u.undo_of = r.tranche_run)` : ''}
+  RETURNING r.tranche_run, r.tranche_partition${options.logApplied ? `,
+    t.${k.sql}::text AS tranche_k, ARRAY[${carried.map((_, i) => `r.tranche_c${i}::text`).join(', ')}]::text[] AS tranche_carried,
+    ARRAY[${Object.keys(d.definition.set).map((c) => `t."${c.replaceAll('"', '""')}"::text`).join(', ')}]::text[] AS tranche_written` : ''}
+),${options.logApplied ? `
+logged AS (
+  INSERT INTO applied_rows (run_id, partition_id, row_key, carried, written)
+  SELECT c.tranche_run, c.tranche_partition, c.tranche_k, c.tranche_carried, c.tranche_written FROM changed c
+  ON CONFLICT (run_id, row_key) DO UPDATE
+    SET partition_id = EXCLUDED.partition_id, carried = EXCLUDED.carried, written = EXCLUDED.written
+),` : ''}
 counts AS (
   SELECT c.tranche_run AS run_id, c.tranche_partition AS partition_id, count(*)::bigint AS n
   FROM changed c GROUP BY 1, 2
@@ -144,6 +169,7 @@ SELECT run_id, partition_id, n FROM counts`;
 ) AS remaining`;
 
   const statements: Omit<Statements, 'checks'> = {
+    ...buildProofStatements(d, tt, options.undoes),
     changedGroups,
     existingGroups: group
       ? `SELECT g.${group.targetsKey.sql}::text AS k FROM ${group.targets.sql} g WHERE g.${group.targetsKey.sql}::text = ANY ($1::text[])`
@@ -166,6 +192,17 @@ SELECT run_id, partition_id, n FROM counts`;
       ['the group query', withNulls(statements.changedGroups)],
       ['set or guard', withNulls(statements.apply)],
       ['the completion check', withNulls(statements.remaining)],
+      ['verify', withNulls(statements.verify)],
+      ['the dry run', withNulls(statements.effectSample)],
+      ['the dry run counts', withNulls(statements.effectCounts)],
+      ...(statements.undoing
+        ? ([
+            ['the undo pages', withNulls(statements.undoing.nextPage)],
+            ['the undo plan', withNulls(statements.undoing.plan)],
+            ['the undo completion check', withNulls(statements.undoing.remaining)],
+            ['the undo verification', withNulls(statements.undoing.verify)],
+          ] as [string, string][])
+        : []),
     ],
   };
 }

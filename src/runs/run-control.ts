@@ -64,14 +64,35 @@ export async function cancelRun(db: Db, co: Coordination | null, runId: number):
 
 const RERUNNABLE: RunStatus[] = ['running', 'paused', 'failed'];
 
-/** Resets partitions to their lower bound and schedules them again. */
-async function resetPartitions(db: Db, co: Coordination | null, runId: number, partitionIds: number[]): Promise<number> {
+/**
+ * Resets partitions to their lower bound and schedules them again. `repair` (from `tranche
+ * verify --repair`) may also reopen a completed run: it runs again, completes again when its
+ * rows are applied (no second completion event: the event of its uid was sent), and each
+ * partition counts as applied all but its rows still eligible, so that completion waits for them.
+ */
+async function resetPartitions(
+  db: Db,
+  co: Coordination | null,
+  runId: number,
+  partitionIds: number[],
+  repair?: { stillEligible: ReadonlyMap<number, number> },
+): Promise<number> {
   if (partitionIds.length === 0) return 0;
   await inTransaction(db.pool, async (tx) => {
     const run = await tx.query<{ status: RunStatus }>('SELECT status FROM migration_runs WHERE id = $1 FOR UPDATE', [runId]);
     const status = run.rows[0]?.status;
     if (!status) throw new UserError(`run ${runId} does not exist`);
-    if (!RERUNNABLE.includes(status)) {
+    if (repair && status === 'completed') {
+      await tx.query(`UPDATE migration_runs SET status = 'running', completed_at = NULL WHERE id = $1`, [runId]);
+      const ids = [...repair.stillEligible.keys()];
+      await tx.query(
+        `UPDATE partitions pt SET rows_applied = greatest(0, pt.row_count - e.n)
+         FROM unnest($1::bigint[], $2::bigint[]) AS e(id, n) WHERE pt.id = e.id`,
+        [ids, ids.map((id) => repair.stillEligible.get(id) ?? 0)],
+      );
+      // Their verification baseline is taken again when the run completes again.
+      await tx.query('DELETE FROM partition_checks WHERE partition_id = ANY ($1::bigint[])', [ids]);
+    } else if (!RERUNNABLE.includes(status)) {
       throw new UserError(`run ${runId} is ${status}; partitions can be rerun only while a run is running, paused or failed`);
     }
     const busy = await tx.query<{ task_instance: string }>(
@@ -103,6 +124,17 @@ async function resetPartitions(db: Db, co: Coordination | null, runId: number, p
   });
   await co?.wake();
   return partitionIds.length;
+}
+
+/**
+ * Reruns exactly these partitions of a run through the ordinary tasks, reopening it when it
+ * is completed (what `tranche verify --repair` does with the partitions that still have
+ * eligible rows). `stillEligible`: partition id to its rows still eligible.
+ */
+export async function repairPartitions(db: Db, co: Coordination | null, runId: number, stillEligible: ReadonlyMap<number, number>): Promise<number[]> {
+  const ids = [...stillEligible.keys()].sort((a, b) => a - b);
+  await resetPartitions(db, co, runId, ids, { stillEligible });
+  return ids;
 }
 
 export async function rerunPartition(db: Db, co: Coordination | null, partitionId: number): Promise<{ runId: number }> {

@@ -12,6 +12,7 @@ import type { Definitions } from '../definitions/load.ts';
 import { quoteIdent, type ResolvedDefinition } from '../definitions/resolve.ts';
 import { UserError } from '../errors.ts';
 import type { RunStatus } from '../schema.ts';
+import { verifyRun } from '../verify/verify.ts';
 
 export interface NewRun {
   trigger: 'manual' | 'cron';
@@ -47,6 +48,11 @@ export interface RunStatusReport {
   rows: { total: number; produced: number; applied: number };
   deadLetters: number;
   lastError: string | null;
+  /** The last verification's verdict ('holds', or which partitions do not; null: not verified). */
+  verdict: string | null;
+  /** The run this one undoes, and the rows it left alone (changed since by someone else). */
+  undoOf: number | null;
+  undoSkipped: number | null;
 }
 
 const ACTIVE: RunStatus[] = ['identifying', 'running', 'paused'];
@@ -141,6 +147,7 @@ export async function createRun(db: Db, definition: ResolvedDefinition, input: N
 async function runReports(db: Queryable, ids: number[] | null, limit: number): Promise<RunStatusReport[]> {
   const { rows } = await db.query(
     `SELECT r.id, r.uid, r.migration, r.status, r.trigger, r.created_at, r.identified_at, r.completed_at, r.last_error,
+            r.verdict, r.undo_of, r.undo_skipped,
             (SELECT count(*) FROM run_groups rg WHERE rg.run_id = r.id) AS groups,
             coalesce(p.total, 0) AS total, coalesce(p.pending, 0) AS pending, coalesce(p.running, 0) AS running,
             coalesce(p.completed, 0) AS completed, coalesce(p.failed, 0) AS failed,
@@ -176,6 +183,9 @@ async function runReports(db: Queryable, ids: number[] | null, limit: number): P
     rows: { total: r.rows_total, produced: r.rows_produced, applied: Math.min(r.rows_applied, r.rows_total) },
     deadLetters: r.dead_letters,
     lastError: r.last_error,
+    verdict: r.verdict,
+    undoOf: r.undo_of,
+    undoSkipped: r.undo_skipped,
   }));
 }
 
@@ -195,9 +205,9 @@ export function listRuns(db: Queryable, limit = 20): Promise<RunStatusReport[]> 
  * whoever calls it and however often. Returns true for the one caller that completed it.
  */
 export async function tryCompleteRun(db: Db, definitions: Definitions, runId: number): Promise<boolean> {
-  const ready = await db.pool.query<{ ready: boolean; migration: string }>(
+  const ready = await db.pool.query<{ ready: boolean; migration: string; undo_of: number | null }>(
     `SELECT r.status = 'running'
-            AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND NOT p.completed) AS ready, r.migration
+            AND NOT EXISTS (SELECT 1 FROM partitions p WHERE p.run_id = r.id AND NOT p.completed) AS ready, r.migration, r.undo_of
      FROM migration_runs r WHERE r.id = $1`,
     [runId],
   );
@@ -206,9 +216,12 @@ export async function tryCompleteRun(db: Db, definitions: Definitions, runId: nu
   // Only an instance that knows the definition can tell whether rows are left.
   const definition = definitions.get(run.migration);
   if (!definition) return false;
-  const remaining = await db.pool.query<{ remaining: boolean }>(definition.statements.remaining, [runId]);
+  // An undo run waits for the rows of the undone run's applied log, not for eligible rows.
+  const remainingSql = run.undo_of === null ? definition.statements.remaining : definition.statements.undoing?.remaining;
+  if (!remainingSql) return false;
+  const remaining = await db.pool.query<{ remaining: boolean }>(remainingSql, [runId]);
   if (remaining.rows[0]?.remaining) return false;
-  return inTransaction(db.pool, async (tx) => {
+  const completed = await inTransaction(db.pool, async (tx) => {
     const done = await tx.query(
       `UPDATE migration_runs r
        SET status = 'completed', completed_at = now()
@@ -218,6 +231,8 @@ export async function tryCompleteRun(db: Db, definitions: Definitions, runId: nu
       [runId],
     );
     if (done.rowCount !== 1) return false;
+    // An undo does not move a group's progress: the next nightly run still skips it.
+    if (run.undo_of !== null) return true;
     await tx.query(
       `INSERT INTO group_progress (migration, group_key, target)
        SELECT $2, rg.group_key, rg.target FROM run_groups rg WHERE rg.run_id = $1
@@ -226,6 +241,14 @@ export async function tryCompleteRun(db: Db, definitions: Definitions, runId: nu
     );
     return true;
   });
+  if (completed) {
+    // The verification at completion: its verdict goes on the run, its checksums become the
+    // baseline a later `tranche verify` compares with. It never undoes the completion.
+    await verifyRun(db.pool, definitions, runId).catch((error: unknown) =>
+      db.pool.query('UPDATE migration_runs SET verdict = $2, verified_at = now() WHERE id = $1', [runId, `not verified: ${String(error)}`.slice(0, 500)]).catch(() => {}),
+    );
+  }
+  return completed;
 }
 
 /** Marks the run failed when every partition has ended and at least one failed. */

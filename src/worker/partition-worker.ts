@@ -53,6 +53,8 @@ interface PartitionRow {
   offset_pos: string | null;
   offset_key: string | null;
   completed: boolean;
+  /** The run this partition's run undoes (its pages read that run's applied log), or null. */
+  undo_of: number | null;
 }
 
 /**
@@ -74,7 +76,7 @@ function fenceParams(task: ClaimedTask, instanceId: string): [string, number, st
 async function loadPartition(db: Queryable, partitionId: number): Promise<PartitionRow | null> {
   const { rows } = await db.query<PartitionRow>(
     `SELECT p.id, p.run_id, r.migration, p.group_key, p.target, p.lower_pos, p.lower_key, p.upper_pos, p.upper_key,
-            p.offset_pos, p.offset_key, p.completed
+            p.offset_pos, p.offset_key, p.completed, r.undo_of
      FROM partitions p JOIN migration_runs r ON r.id = p.run_id WHERE p.id = $1`,
     [partitionId],
   );
@@ -155,16 +157,13 @@ async function nextPage(
   pageSize: number,
   pageRecords: ReturnType<typeof recordBuilder>,
 ): Promise<{ messages: OutgoingMessage[]; rows: number; lastPos: string; lastKey: string } | null> {
-  const statement = cursor.inclusive ? definition.statements.firstPage : definition.statements.nextPage;
-  const { rows } = await db.pool.query<Record<string, string | null>>(statement, [
-    partition.group_key,
-    partition.target,
-    cursor.pos,
-    cursor.key,
-    partition.upper_pos,
-    partition.upper_key,
-    pageSize,
-  ]);
+  // An undo run reads the rows the undone run's applied log names (one more parameter).
+  const pages = partition.undo_of === null ? definition.statements : definition.statements.undoing;
+  if (!pages) throw new Error(`run ${partition.run_id} undoes run ${partition.undo_of}, but ${definition.name} declares no undo`);
+  const statement = cursor.inclusive ? pages.firstPage : pages.nextPage;
+  const params: unknown[] = [partition.group_key, partition.target, cursor.pos, cursor.key, partition.upper_pos, partition.upper_key, pageSize];
+  if (partition.undo_of !== null) params.push(partition.undo_of);
+  const { rows } = await db.pool.query<Record<string, string | null>>(statement, params);
   const last = rows[rows.length - 1];
   if (last === undefined) return null;
   return { messages: pageRecords(rows), rows: rows.length, lastPos: last.p!, lastKey: last.k! };

@@ -59,6 +59,8 @@ describe('dashboard in headless Chromium', () => {
     expect(await page.locator('#rows-applied').textContent()).toBe('24,000 / 24,000');
     expect(await page.locator('tr.partition').count()).toBe(4);
     expect(await page.locator('tr.partition[data-state="completed"]').count()).toBe(4);
+    // The verification at completion: its verdict is on the run (the page refreshes itself).
+    await page.locator('#run-verdict').filter({ hasText: 'verified: holds' }).waitFor({ timeout: 15_000 });
     await page.screenshot({ path: `${OUTPUT}dashboard-completed.png`, fullPage: true });
     expect(midRunShot).toBe(true);
   });

@@ -101,12 +101,31 @@ describe('order-totals: no groups, uuid key, integer partition column', () => {
   it('migrates every eligible order once, with a replay that changes nothing and one completion', async () => {
     const eligible = new Set((await env.db.pool.query<{ k: string }>('SELECT id::text AS k FROM orders WHERE total_cents IS NULL')).rows.map((r) => r.k));
     expect(await wrongTotals(env.db)).toBe(4000);
+    // A dry run shows what each partition would change, and a few rows before and after.
+    const dry = await runCli(['identify', '--dry-run', '--json', '--partition-size', '700'], env.env);
+    expect(dry.code, dry.stderr).toBe(0);
+    const [plan] = JSON.parse(dry.stdout).groups as { partitions: { rowCount: number; wouldChange: number }[]; sample: { before: (string | null)[]; after: string[] }[] }[];
+    expect(plan!.partitions.map((p) => p.wouldChange)).toEqual(plan!.partitions.map((p) => p.rowCount));
+    expect(plan!.partitions.reduce((n, p) => n + p.wouldChange, 0)).toBe(4000);
+    expect(plan!.sample).toHaveLength(3);
+    for (const row of plan!.sample) {
+      expect(row.before).toEqual([null]);
+      expect(Number(row.after[0])).toBeGreaterThan(0);
+    }
+    expect(await wrongTotals(env.db)).toBe(4000);
     const { runId, done } = await runToCompletion(env, 'order-totals', 700);
     expect(done).toMatchObject({ status: 'completed', migration: 'order-totals', deadLetters: 0, rows: { total: 4000, applied: 4000 } });
     expect(done.partitions.total).toBe(6);
     await expectExactCover(env, runId, 'orders', 'id', 'placed_day', eligible);
     expect(await wrongTotals(env.db)).toBe(0);
     expect((await env.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE total_cents = -1')).rows[0].n).toBe(2000);
+    // Without `verify` in the definition, verify checks eligible rows, counts and checksums only.
+    const verified = await runCli(['verify', String(runId), '--json'], env.env);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ holds: true, reachedChecked: false, verdict: 'holds' });
+    const refused = await runCli(['undo', String(runId)], env.env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(`tranche: order-totals declares no undo, so run ${runId} cannot be undone (add undo: { set, guard } to the definition)\n`);
     await expectOneEvent(env, runId, 'order-totals');
     await replayChangesNothing(env, async () => (await env.db.pool.query(`SELECT md5(string_agg(id::text || total_cents, ',' ORDER BY id)) AS f FROM orders`)).rows[0].f);
     // Nothing left: a new run finds no work.
@@ -135,6 +154,10 @@ describe('account-policy: quoted identifiers, text key, groups with targets', ()
     const { runId, done } = await runToCompletion(env, 'account-policy', 120);
     expect(done).toMatchObject({ status: 'completed', deadLetters: 0, groups: 2, rows: { total: 1000, applied: 1000 } });
     await expectExactCover(env, runId, '"Accounts"', '"Account Code"', '"Signed Up"', eligible, '"Region"');
+    // Quoted identifiers and a text key in the generated verification too.
+    const verified = await runCli(['verify', String(runId), '--json'], env.env);
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ holds: true, reachedChecked: false, failing: [] });
     const { rows } = await env.db.pool.query(
       `SELECT "Region" AS region, "Policy Version" AS v, "Previous Version" AS prev, count(*)::int AS n FROM "Accounts" GROUP BY 1, 2, 3 ORDER BY 1`,
     );

@@ -73,3 +73,6 @@ export async function createAccounts(db: Db, options: { accounts: number }): Pro
   );
   await db.pool.query('ANALYZE "Accounts"');
 }
+
+/** The reference definition without `undo` (test/support/definitions/subscription-no-undo.ts). */
+export const SUBSCRIPTION_NO_UNDO = fileURLToPath(new URL('./definitions/subscription-no-undo.ts', import.meta.url));

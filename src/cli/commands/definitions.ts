@@ -20,6 +20,8 @@ export async function definitionsCommand(ctx: CommandContext, options: { json?: 
       group: d.group ? `${d.group.column.name} -> ${d.group.targets.display}.${d.group.target.name}` : null,
       sets: Object.keys(d.definition.set),
       carries: d.carried.map((c) => c.name),
+      verify: d.definition.verify ? 'reached and beyond' : 'eligible check, counts and checksums only',
+      undo: d.inverse ? `${d.inverse.name} (runs keep an applied log)` : null,
       schedule: d.definition.schedule === null ? 'manual only' : (d.definition.schedule ?? `${ctx.config.cronSchedule} (CRON_SCHEDULE)`),
       groupsWithWork: rows[0]?.n ?? 0,
       missingIndex: await missingIndex(db.pool, d),
@@ -38,6 +40,7 @@ export async function definitionsCommand(ctx: CommandContext, options: { json?: 
     console.log(`  table        ${v.table}, key ${v.key}, partitioned by ${v.partitionBy}`);
     console.log(`  groups       ${v.group ?? 'none (the whole table is one group)'}; ${v.groupsWithWork} with eligible rows now`);
     console.log(`  writes       ${v.sets.join(', ')}${v.carries.length > 0 ? `; records carry ${v.carries.join(', ')}` : ''}`);
+    console.log(`  verify       ${v.verify}; undo ${v.undo ?? 'not declared'}`);
     console.log(`  schedule     ${v.schedule}`);
     console.log(`  index        ${v.missingIndex ? `MISSING: ${v.missingIndex}` : 'present'}`);
   }

@@ -1,4 +1,5 @@
 /** `tranche identify`: start a run of a definition now and identify its partitions in this process. */
+import type { Queryable } from '../../db.ts';
 import type { ResolvedDefinition } from '../../definitions/resolve.ts';
 import { computeBoundaries, identifyDepsFrom, type PartitionBounds, startManualRun } from '../../identification/identify.ts';
 import { missingIndex } from '../../runs/run-store.ts';
@@ -24,6 +25,35 @@ export function pickDefinition(definitions: { require(name: string): ResolvedDef
   return name === undefined ? definitions.only() : definitions.require(name);
 }
 
+interface Sample {
+  key: string;
+  before: (string | null)[];
+  after: (string | null)[];
+}
+
+/**
+ * What a dry run would change, computed and not written (plain SELECTs): per partition, the
+ * rows its `guard` lets the apply change; for the group, a few rows before and after `set`.
+ */
+async function effectOf(db: Queryable, definition: ResolvedDefinition, group: string, target: string | null, bounds: PartitionBounds[]) {
+  const { rows: counts } = await db.query<{ i: number; n: string }>(definition.statements.effectCounts, [
+    group,
+    target,
+    bounds.map((b) => b.lower[0]),
+    bounds.map((b) => b.lower[1]),
+    bounds.map((b) => b.upper[0]),
+    bounds.map((b) => b.upper[1]),
+  ]);
+  const { rows: sample } = await db.query<{ k: string; before: (string | null)[]; after: (string | null)[] }>(definition.statements.effectSample, [group, target, DRY_RUN_SAMPLE]);
+  return {
+    partitions: bounds.map((b, i) => ({ ...b, wouldChange: Number(counts[i]?.n ?? 0) })),
+    sample: sample.map((r) => ({ key: r.k, before: r.before, after: r.after })),
+  };
+}
+
+/** Rows of each group a dry run shows before and after. */
+const DRY_RUN_SAMPLE = 3;
+
 export async function identifyCommand(ctx: CommandContext, options: IdentifyOptions): Promise<void> {
   const { config } = ctx;
   const db = await ctx.openDb();
@@ -40,9 +70,10 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
       if (unknown.length > 0) throw new UserError(`unknown group${unknown.length > 1 ? 's' : ''} of ${definition.name}: ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
     }
     const groups = await db.pool.query<{ group_key: string; target: string | null }>(definition.statements.changedGroups, [filter, null, definition.name]);
-    const plan: { group: string; target: string | null; partitions: PartitionBounds[] }[] = [];
+    const plan: { group: string; target: string | null; partitions: (PartitionBounds & { wouldChange: number })[]; sample: Sample[] }[] = [];
     for (const g of groups.rows) {
-      plan.push({ group: g.group_key, target: g.target, partitions: await computeBoundaries(db.pool, definition, { key: g.group_key, target: g.target }, partitionSize, maxPartitions) });
+      const bounds = await computeBoundaries(db.pool, definition, { key: g.group_key, target: g.target }, partitionSize, maxPartitions);
+      plan.push({ group: g.group_key, target: g.target, ...(await effectOf(db.pool, definition, g.group_key, g.target, bounds)) });
     }
     const index = await missingIndex(db.pool, definition);
     const { statements } = definition;
@@ -55,7 +86,12 @@ export async function identifyCommand(ctx: CommandContext, options: IdentifyOpti
       const rows = p.partitions.reduce((s, b) => s + b.rowCount, 0);
       const label = definition.group ? `${JSON.stringify(p.group)} -> target ${p.target}` : definition.table.display;
       console.log(`${label}: ${p.partitions.length} partitions, ${rows} rows`);
-      for (const b of p.partitions) console.log(`  #${b.seq}  (${b.lower.join(', ')}) .. (${b.upper.join(', ')})  ${b.rowCount} rows`);
+      for (const b of p.partitions) console.log(`  #${b.seq}  (${b.lower.join(', ')}) .. (${b.upper.join(', ')})  ${b.rowCount} rows, ${b.wouldChange} would change`);
+      const columns = Object.keys(definition.definition.set);
+      for (const row of p.sample) {
+        const change = columns.map((c, i) => `${c} ${JSON.stringify(row.before[i])} -> ${JSON.stringify(row.after[i])}`).join(', ');
+        console.log(`  e.g. ${definition.key.name} ${row.key}: ${change}`);
+      }
     }
     if (plan.length === 0) console.log('no eligible rows');
     if (index) console.log(`\nthe index the walk needs is missing; identify will refuse until it exists:\n  ${index};`);

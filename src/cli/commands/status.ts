@@ -22,7 +22,8 @@ export function formatRun(r: RunStatusReport): string {
   return (
     `run ${String(r.runId).padEnd(6)} ${r.status.padEnd(11)} ${progressBar(r.rows.applied, r.rows.total, 16)} ` +
     `${fmt(r.rows.applied)} / ${fmt(r.rows.total)} rows (${pct}%), ${r.partitions.completed}/${r.partitions.total} partitions` +
-    `${r.partitions.failed > 0 ? `, ${r.partitions.failed} failed` : ''}, ${r.deadLetters} dead letters, created ${r.createdAt}`
+    `${r.partitions.failed > 0 ? `, ${r.partitions.failed} failed` : ''}, ${r.deadLetters} dead letters, created ${r.createdAt}` +
+    `${r.undoOf !== null ? `, undoes run ${r.undoOf}` : ''}${r.verdict !== null ? `, verified: ${r.verdict}` : ''}`
   );
 }
 

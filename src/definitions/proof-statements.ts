@@ -1,0 +1,167 @@
+/**
+ * The statements that prove a run and take one back, generated from a definition like the
+ * rest (statements.ts): set-based, plain SELECTs for verification and dry runs (no lock an
+ * application write could wait on), and, for a run that undoes another, the pages, the
+ * completion check and the plan read through the applied log (migrations/0006).
+ * Table alias `t`, applied log alias `a`; values are bind parameters, listed in each doc.
+ */
+import { render } from './statements.ts';
+
+interface Column {
+  name: string;
+  sql: string;
+  type: string;
+}
+
+/** What these statements need of a resolved definition. */
+export interface ProofInput {
+  name: string;
+  definition: {
+    eligible: string;
+    guard?: string;
+    set: Readonly<Record<string, string>>;
+    verify?: { reached: string; beyond?: string };
+  };
+  table: { sql: string };
+  key: Column;
+  position: Column;
+  group: { column: Column } | null;
+  carried: readonly Column[];
+  /** Columns whose type has a hash function (the checksum hashes them as they are; others as text). */
+  hashable?: ReadonlySet<string>;
+}
+
+/** A run that moves back the rows another run changed (an undo, or the redo of an undo). */
+export interface UndoesOptions {
+  /** The `set` columns of the direction being undone: what its applied log `written` holds. */
+  writtenBy: readonly string[];
+  /** Carried values come from the applied log (an undo: where the row came from), else from the row. */
+  carriedFromLog: boolean;
+}
+
+export interface ProofStatements {
+  /**
+   * $1 run id → per partition: partition_id, group_key, seq, target, row_count, rows_applied,
+   * present, eligible, reached, beyond (NULL without `verify`), checksum (text).
+   */
+  verify: string;
+  /** $1 group, $2 target, $3..$6 lower_pos, lower_key, upper_pos, upper_key text[] → i (1-based), n: rows each range would change. */
+  effectCounts: string;
+  /** $1 group, $2 target, $3 limit → k, before text[], after text[] (the `set` columns), computed, not written. */
+  effectSample: string;
+  /** Pages, completion check, plan and verification of a run that undoes another (null when the definition has no undo pair). */
+  undoing: UndoStatements | null;
+}
+
+export interface UndoStatements {
+  /** As firstPage/nextPage, plus $8 the undone run id: only rows its applied log names that still hold what it wrote. */
+  firstPage: string;
+  nextPage: string;
+  /** $1 run id (an undo run) → remaining. */
+  remaining: string;
+  /** $1 undone run id → per partition of it: partition_id, n (rows to move back), logged (rows it changed). */
+  plan: string;
+  /** As verify, for an undo run (present: logged rows in range; eligible: rows still to move back). */
+  verify: string;
+}
+
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+export function buildProofStatements(d: ProofInput, tt: string, undoes: UndoesOptions | null): ProofStatements {
+  const { key: k, position: p, group, carried, table } = d;
+  const groupMatch = (value: string) => (group ? `t.${group.column.sql} = ${value}::${group.column.type}` : `${value}::text IS NOT NULL`);
+  const inRange = (lp: string, lk: string, up: string, uk: string) =>
+    `(t.${p.sql}, t.${k.sql}) >= (${lp}::${p.type}, ${lk}::${k.type}) AND (t.${p.sql}, t.${k.sql}) <= (${up}::${p.type}, ${uk}::${k.type})`;
+  const fromRow = (name: string) => `t.${quote(name)}`;
+  const eligible = (target: string) => render(d.definition.eligible, target, null, 'eligible', d.name);
+  const guardOf = (target: string, carriedSql: (name: string) => string) =>
+    render(d.definition.guard ?? d.definition.eligible, target, carriedSql, 'guard', d.name);
+  const setColumns = Object.keys(d.definition.set);
+  // XOR of one 64-bit hash per row (key and `set` columns): order-free, and one changed row
+  // changes it. Hashing the values as they are, not their text, keeps verify near a count(*).
+  const hashed = (c: string) => (d.hashable?.has(c) ? `t.${quote(c)}` : `t.${quote(c)}::text`);
+  const checksum = `bit_xor(hash_record_extended(ROW(t.${k.sql}, ${setColumns.map(hashed).join(', ')}), 0))::text`;
+  const v = d.definition.verify;
+  const reached = v ? `count(*) FILTER (WHERE ${render(v.reached, 'pt.target::' + tt, null, 'verify.reached', d.name)})::bigint` : 'NULL::bigint';
+  const beyond = v?.beyond ? `count(*) FILTER (WHERE ${render(v.beyond, 'pt.target::' + tt, null, 'verify.beyond', d.name)})::bigint` : 'NULL::bigint';
+  const partitionColumns = 'pt.id AS partition_id, pt.group_key, pt.seq, pt.target, pt.row_count, pt.rows_applied';
+  const verify = `SELECT ${partitionColumns},
+       coalesce(x.present, 0) AS present, coalesce(x.eligible, 0) AS eligible, x.reached, x.beyond, coalesce(x.checksum, '0') AS checksum
+FROM partitions pt
+CROSS JOIN LATERAL (
+  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${eligible(`pt.target::${tt}`)})::bigint AS eligible,
+         ${reached} AS reached, ${beyond} AS beyond, ${checksum} AS checksum
+  FROM ${table.sql} t
+  WHERE ${groupMatch('pt.group_key')} AND ${inRange('pt.lower_pos', 'pt.lower_key', 'pt.upper_pos', 'pt.upper_key')}
+) x
+WHERE pt.run_id = $1
+ORDER BY pt.group_key, pt.seq`;
+
+  // $2 is referenced even when the snippets do not use {target}, so that it has a type.
+  const changes = `${guardOf(`$2::${tt}`, fromRow)} AND $2::${tt} IS NOT DISTINCT FROM $2::${tt}`;
+  const effectCounts = `SELECT b.i::int AS i, (SELECT count(*) FROM ${table.sql} t
+  WHERE ${groupMatch('$1')} AND ${inRange('b.lp', 'b.lk', 'b.up', 'b.uk')} AND ${eligible(`$2::${tt}`)} AND ${changes})::bigint AS n
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS b(lp, lk, up, uk, i)
+ORDER BY b.i`;
+  const after = Object.entries(d.definition.set).map(([, expression]) => `${render(expression, `$2::${tt}`, fromRow, 'set', d.name)}::text`);
+  const effectSample = `SELECT t.${k.sql}::text AS k, ARRAY[${setColumns.map((c) => `t.${quote(c)}::text`).join(', ')}] AS before, ARRAY[${after.join(', ')}] AS after
+FROM ${table.sql} t
+WHERE ${groupMatch('$1')} AND ${eligible(`$2::${tt}`)} AND ${changes}
+ORDER BY t.${p.sql}, t.${k.sql}
+LIMIT $3`;
+
+  if (!undoes) return { verify, effectCounts, effectSample, undoing: null };
+
+  // A row the undone run changed still holds what it wrote: its `set` columns, as text.
+  const holds = `ARRAY[${undoes.writtenBy.map((c) => `t.${quote(c)}::text`).join(', ')}]::text[] IS NOT DISTINCT FROM a.written`;
+  const carriedSql = (name: string) => {
+    const i = carried.findIndex((c) => c.name === name);
+    return undoes.carriedFromLog ? `a.carried[${i + 1}]::${carried[i]!.type}` : fromRow(name);
+  };
+  const moves = (target: string) => `${guardOf(target, carriedSql)} AND ${holds}`;
+  const pageColumns = [
+    `t.${k.sql}::text AS k`,
+    `t.${p.sql}::text AS p`,
+    ...carried.map((c, i) => (undoes.carriedFromLog ? `a.carried[${i + 1}] AS c${i}` : `t.${c.sql}::text AS c${i}`)),
+  ].join(', ');
+  const logged = (run: string) => `JOIN applied_rows a ON a.run_id = ${run} AND a.row_key = t.${k.sql}::text`;
+  const page = (op: string) => `SELECT ${pageColumns}
+FROM ${table.sql} t ${logged('$8::bigint')}
+WHERE ${groupMatch('$1')}${group ? '' : ' AND $2::text IS NULL'}
+  AND (t.${p.sql}, t.${k.sql}) ${op} ($3::${p.type}, $4::${k.type})
+  AND (t.${p.sql}, t.${k.sql}) <= ($5::${p.type}, $6::${k.type})
+  AND ${moves(`$2::${tt}`)}
+ORDER BY t.${p.sql}, t.${k.sql}
+LIMIT $7`;
+  const remaining = `SELECT EXISTS (
+  SELECT 1 FROM partitions pt JOIN migration_runs r ON r.id = pt.run_id
+  WHERE pt.run_id = $1 AND pt.rows_applied < pt.row_count
+    AND EXISTS (
+      SELECT 1 FROM ${table.sql} t ${logged('r.undo_of')}
+      WHERE ${groupMatch('pt.group_key')} AND ${inRange('pt.lower_pos', 'pt.lower_key', 'pt.upper_pos', 'pt.upper_key')}
+        AND ${moves(`pt.target::${tt}`)}
+    )
+) AS remaining`;
+  const plan = `SELECT a.partition_id, count(*) FILTER (WHERE t.${k.sql} IS NOT NULL AND ${moves(`pt.target::${tt}`)})::bigint AS n, count(*)::bigint AS logged
+FROM applied_rows a JOIN partitions pt ON pt.id = a.partition_id
+LEFT JOIN ${table.sql} t ON t.${k.sql} = a.row_key::${k.type}
+WHERE a.run_id = $1
+GROUP BY a.partition_id
+ORDER BY a.partition_id`;
+  const undoVerify = `SELECT ${partitionColumns},
+       coalesce(x.present, 0) AS present, coalesce(x.eligible, 0) AS eligible, NULL::bigint AS reached, NULL::bigint AS beyond, coalesce(x.checksum, '0') AS checksum
+FROM partitions pt JOIN migration_runs r ON r.id = pt.run_id
+CROSS JOIN LATERAL (
+  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${moves(`pt.target::${tt}`)})::bigint AS eligible, ${checksum} AS checksum
+  FROM ${table.sql} t ${logged('r.undo_of')}
+  WHERE ${groupMatch('pt.group_key')} AND ${inRange('pt.lower_pos', 'pt.lower_key', 'pt.upper_pos', 'pt.upper_key')}
+) x
+WHERE pt.run_id = $1
+ORDER BY pt.group_key, pt.seq`;
+  return {
+    verify,
+    effectCounts,
+    effectSample,
+    undoing: { firstPage: page('>='), nextPage: page('>'), remaining, plan, verify: undoVerify },
+  };
+}
