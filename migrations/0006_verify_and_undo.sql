@@ -26,10 +26,24 @@ CREATE TABLE partition_checks (
 );
 CREATE INDEX partition_checks_run ON partition_checks (run_id);
 
--- The applied log of definitions that declare `undo`: one row per row a run changed, written
--- by the same statement that applies the batch. carried: the record's carried values (where
--- the row came from); written: the row's `set` columns right after the change, as text, so
--- an undo can tell which rows still hold what the run wrote.
+-- The applied log of definitions that declare `undo`, written by the same statement that
+-- applies a batch: ONE row per applied batch and partition (a row per changed row, with its
+-- index entry, cost the forward run a third of its speed: docs/benchmarks.md). keys: the
+-- changed rows' keys; carried and written: one row per key (two-dimensional), the record's
+-- carried values (where the row came from) and the row's `set` columns right after the
+-- change, as text, so an undo can tell which rows still hold what the run wrote.
+CREATE TABLE applied_batches (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  run_id       bigint NOT NULL,
+  partition_id bigint NOT NULL,
+  keys         text[] NOT NULL,
+  carried      text[],
+  written      text[] NOT NULL
+);
+CREATE INDEX applied_batches_run ON applied_batches (run_id);
+
+-- The same log one row per changed row, filled from applied_batches when an undo of the run
+-- starts (the latest batch wins for a row changed twice): what the undo run pages through.
 CREATE TABLE applied_rows (
   run_id       bigint NOT NULL,
   partition_id bigint NOT NULL,

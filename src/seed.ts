@@ -88,7 +88,7 @@ export async function seed(db: Db, options: SeedOptions): Promise<SeedResult> {
   await inTransaction(db.pool, async (client) => {
     if (options.reset) {
       await client.query(
-        'TRUNCATE subscriptions, products, partition_checks, applied_rows, run_events, partitions, run_groups, group_progress, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY CASCADE',
+        'TRUNCATE subscriptions, products, partition_checks, applied_batches, applied_rows, run_events, partitions, run_groups, group_progress, scheduled_tasks, cron_slots, dead_letters, migration_runs RESTART IDENTITY CASCADE',
       );
     }
     if (options.deferIndexes) {

@@ -137,10 +137,10 @@ changed AS (
     ARRAY[${Object.keys(d.definition.set).map((c) => `t."${c.replaceAll('"', '""')}"::text`).join(', ')}]::text[] AS tranche_written` : ''}
 ),${options.logApplied ? `
 logged AS (
-  INSERT INTO applied_rows (run_id, partition_id, row_key, carried, written)
-  SELECT c.tranche_run, c.tranche_partition, c.tranche_k, c.tranche_carried, c.tranche_written FROM changed c
-  ON CONFLICT (run_id, row_key) DO UPDATE
-    SET partition_id = EXCLUDED.partition_id, carried = EXCLUDED.carried, written = EXCLUDED.written
+  INSERT INTO applied_batches (run_id, partition_id, keys, carried, written)
+  SELECT c.tranche_run, c.tranche_partition, array_agg(c.tranche_k ORDER BY c.tranche_k),
+         ${carried.length > 0 ? 'array_agg(c.tranche_carried ORDER BY c.tranche_k)' : 'NULL'}, array_agg(c.tranche_written ORDER BY c.tranche_k)
+  FROM changed c GROUP BY 1, 2
 ),` : ''}
 counts AS (
   SELECT c.tranche_run AS run_id, c.tranche_partition AS partition_id, count(*)::bigint AS n

@@ -118,7 +118,7 @@ describe('tranche undo', () => {
     // Undoing the undo is a redo: the rows it moved back go forward again, the touched ones stay.
     // Rows the undo moved back before the application wrote them no longer hold what it wrote.
     const { rows: overwritten } = await env.db.pool.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM applied_rows WHERE run_id = $1 AND row_key = ANY ($2::text[])',
+      'SELECT count(DISTINCT k)::int AS n FROM applied_batches b CROSS JOIN unnest(b.keys) AS k WHERE b.run_id = $1 AND k = ANY ($2::text[])',
       [undo.runId, touchedDuring.map(String)],
     );
     const redo = await startUndoRun(env.db, co, definitions, undo.runId);
