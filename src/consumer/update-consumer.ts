@@ -53,6 +53,8 @@ interface RecordColumns {
   source: number[];
 }
 
+const NEEDS_ESCAPE = /[\\"]/;
+
 /**
  * A Postgres text[] literal, built in one pass (node-postgres would walk the array with a
  * generic serializer): every element quoted, `"` and `\` escaped, NULL for null.
@@ -62,7 +64,7 @@ export function textArray(values: readonly (string | null)[], indexes: readonly 
   for (let i = 0; i < indexes.length; i++) {
     const v = values[indexes[i]!]!;
     if (i > 0) out += ',';
-    out += v === null ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`;
+    out += v === null ? 'NULL' : `"${NEEDS_ESCAPE.test(v) ? v.replace(/[\\"]/g, '\\$&') : v}"`;
   }
   return `${out}}`;
 }
