@@ -138,8 +138,10 @@ changed AS (
 ),${options.logApplied ? `
 logged AS (
   INSERT INTO applied_batches (run_id, partition_id, keys, carried, written)
-  SELECT c.tranche_run, c.tranche_partition, array_agg(c.tranche_k ORDER BY c.tranche_k),
-         ${carried.length > 0 ? 'array_agg(c.tranche_carried ORDER BY c.tranche_k)' : 'NULL'}, array_agg(c.tranche_written ORDER BY c.tranche_k)
+  -- One aggregation pass feeds every row to the three aggregates in the same order, so the
+  -- arrays stay aligned without sorting them.
+  SELECT c.tranche_run, c.tranche_partition, array_agg(c.tranche_k),
+         ${carried.length > 0 ? 'array_agg(c.tranche_carried)' : 'NULL'}, array_agg(c.tranche_written)
   FROM changed c GROUP BY 1, 2
 ),` : ''}
 counts AS (
