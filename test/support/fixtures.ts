@@ -26,7 +26,7 @@ export async function createOrders(db: Db, options: { orders: number; eligible: 
     CREATE INDEX orders_day_id ON orders (placed_day, id);`);
   await db.pool.query(
     `INSERT INTO orders (placed_day, total_cents)
-     SELECT CASE WHEN g % 3 = 0 THEN 20000 ELSE 19000 + (g * 7919) % 1000 END,
+     SELECT CASE WHEN g % 3 = 0 THEN 20000 ELSE 19000 + (g::bigint * 7919) % 1000 END,
             CASE WHEN g <= $2 THEN NULL ELSE -1 END
      FROM generate_series(1, $1::int) AS g`,
     [options.orders, options.eligible],
