@@ -62,8 +62,9 @@ DROP FUNCTION tranche_partition_boundaries(text, integer, integer, integer);
 -- tranche_boundaries(rows_query, last_query, group_key, target, partition_size, max_partitions)
 -- returns one row per partition, in (position, key) order:
 --   seq, lower_pos, lower_key, upper_pos, upper_key, row_count
--- exactly the rows `rows_query` returns (it must return (position::text, key::text) of one
--- group's eligible rows in (position, key) order, with $1 the group and $2 the target), bounds
+-- exactly the rows `rows_query` returns (it must return (position, key) of one group's
+-- eligible rows in (position, key) order, with $1 the group and $2 the target; the rows it
+-- FETCHes become text by assignment, the ones it steps over with MOVE are never formatted), bounds
 -- inclusive and taken from real rows, every partition but the last holding partition_size
 -- rows; once max_partitions is reached the last one runs to the end. `last_query` returns the
 -- group's last eligible row (the same rows in the opposite order, LIMIT 1).

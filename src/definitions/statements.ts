@@ -94,7 +94,10 @@ WHERE ${groupMatch('$1')}${group ? '' : ' AND $2::text IS NULL'}
 ORDER BY t.${p.sql}, t.${k.sql}
 LIMIT $7`;
   const walk = (order: string, limit: string) =>
-    `SELECT t.${p.sql}::text, t.${k.sql}::text FROM ${table.sql} t WHERE ${groupMatch('$1')} AND ${eligible(`$2::${tt}`)} ORDER BY t.${p.sql}${order}, t.${k.sql}${order}${limit}`;
+    // Typed columns: the cursor steps over most rows with MOVE, and only the rows it FETCHes
+    // are turned into text (by the assignment to tranche_boundaries' text variables); a ::text
+    // here formatted every row of the group and made the walk 3.3x a count (bench/identify.ts).
+    `SELECT t.${p.sql}, t.${k.sql} FROM ${table.sql} t WHERE ${groupMatch('$1')} AND ${eligible(`$2::${tt}`)} ORDER BY t.${p.sql}${order}, t.${k.sql}${order}${limit}`;
 
   const changedGroups = group
     ? `SELECT g.${group.targetsKey.sql}::text AS group_key, g.${group.target.sql}::text AS target
