@@ -360,15 +360,16 @@ describe('update stream', () => {
     await waitMidRun(env, runId, 300);
     // Simulates FLUSHALL for this test only: the Redis server is shared with tests running in
     // parallel, so only this test's keys (its prefix) are deleted, with SCAN + DEL.
-    let deleted = 0;
+    const deleted: string[] = [];
     let cursor = '0';
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${env.config.redisPrefix}:*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length > 0) deleted += await redis.del(...keys);
+      if (keys.length > 0 && (await redis.del(...keys)) > 0) deleted.push(...keys);
     } while (cursor !== '0');
-    expect(deleted).toBeGreaterThanOrEqual(1);
-    expect(await redis.get(counterKey)).toBeNull();
+    // The counter was among them (a reconciler may rebuild it from Postgres a moment later,
+    // so reading it back would race with that).
+    expect(deleted).toContain(counterKey);
     await expectStillRunning(env, runId);
 
     const done = await waitCompletedAndPublished(env, runId);
