@@ -5,13 +5,9 @@
  * completion check and the plan read through the applied log (migrations/0006).
  * Table alias `t`, applied log alias `a`; values are bind parameters, listed in each doc.
  */
+import type { Column } from './resolve.ts';
 import { render } from './statements.ts';
 
-interface Column {
-  name: string;
-  sql: string;
-  type: string;
-}
 
 /** What these statements need of a resolved definition. */
 export interface ProofInput {

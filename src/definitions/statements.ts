@@ -5,13 +5,9 @@
  * Table alias `t` everywhere; values are bind parameters, listed in each statement's doc.
  */
 import { DefinitionError } from '../errors.ts';
+import type { Column } from './resolve.ts';
 import { buildProofStatements, type ProofStatements, type UndoesOptions } from './proof-statements.ts';
 
-interface Column {
-  name: string;
-  sql: string;
-  type: string;
-}
 
 interface Resolvable {
   name: string;

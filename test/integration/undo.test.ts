@@ -6,20 +6,18 @@
  * Refusals go through the CLI.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consumerLag } from '../../src/consumer/lag.ts';
-import { createApplier } from '../../src/consumer/update-consumer.ts';
-import { createStreamClient } from '../../src/stream/kafka.ts';
 import { setThrottleLimit } from '../../src/coordination/throttle.ts';
 import { createRun, getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
 import { startUndoRun } from '../../src/undo/undo.ts';
 import { runCli } from '../support/cli.ts';
-import { createTestEnv, quietLog, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
+import { createTestEnv, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
 import { SUBSCRIPTION_NO_UNDO } from '../support/fixtures.ts';
 import { runUid, startTestRun } from '../support/runs.ts';
 import { deleteTestTopics, startInstances, stopAll } from '../support/services.ts';
 import { type ServeProcess, startServe } from '../support/serve.ts';
+import { replayTopic } from '../support/replay.ts';
 import { readTopic } from '../support/topics.ts';
 import { FIXTURE_DEFINITION } from '../../src/seed.ts';
 
@@ -33,31 +31,6 @@ async function completed(env: TestEnv, runId: number): Promise<void> {
   expect(await getRunStatus(env.db.pool, runId)).toMatchObject({ status: 'completed', verdict: 'holds' });
 }
 
-/**
- * Re-applies the whole updates topic (the forward run's, the undo's and the redo's records)
- * with a new consumer group: a late or replayed record of an undone run must change nothing.
- */
-async function replayChangesNothing(env: TestEnv): Promise<number> {
-  const stream = createStreamClient({ brokers: env.config.kafkaBrokers, clientId: 'replay' }, quietLog);
-  const group = `${env.config.kafkaGroupId}-replay`;
-  let changed = 0;
-  const consumer = await stream.consume({
-    groupId: group,
-    topic: env.config.topicUpdates,
-    handle: createApplier({
-      db: env.db, stream, coordination: null, log: quietLog, definitions: await testDefinitions(env), topicDeadLetters: env.config.topicDeadLetters,
-      onRunMaybeDone: () => {},
-      onApplied: (e) => (changed += e.changed),
-    }),
-  });
-  try {
-    await waitFor(async () => (await consumerLag({ ...env.config, kafkaGroupId: group }, { stream })).total === 0, 30_000, 'the replay to catch up');
-  } finally {
-    await consumer.stop();
-    await stream.disconnect();
-  }
-  return changed;
-}
 
 describe('tranche undo', () => {
   let env: TestEnv;
@@ -132,7 +105,7 @@ describe('tranche undo', () => {
     }
     // Records of an undone run are never applied again: the forward run's records replayed
     // now would redo, the undo's would undo. The whole topic replayed changes nothing.
-    expect(await replayChangesNothing(env)).toBe(0);
+    expect(await replayTopic(env)).toBe(0);
     expect(await versions(env)).toEqual(redone);
     const { rows: dead } = await env.db.pool.query('SELECT count(*)::int AS n FROM dead_letters');
     expect(dead[0].n).toBe(0);
