@@ -2,8 +2,9 @@
  * A chaos run: a real migration with several `serve` processes while faults are injected at
  * moments drawn from a seed (SIGKILL of an instance then a restart, a Kafka broker restart,
  * a Kafka broker hang longer than the consumer session timeout, a Redis restart with its data
- * gone, a PostgreSQL restart), then every invariant of
- * ../shared/DESIGN.md checked with SQL and the topics' contents.
+ * gone, a PostgreSQL restart), then every invariant of ../shared/DESIGN.md checked with SQL and
+ * the topics' contents. It runs any definition of test/chaos/workloads.ts and, when asked,
+ * undoes the run with faults of its own and checks the undo run the same way.
  *
  * It restarts shared services, so it must run alone: `npm run chaos`, or the reduced version
  * that `npm test` runs after the main suite (vitest.chaos.config.ts).
@@ -18,14 +19,17 @@ import { startManualRun } from '../../src/identification/identify.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { migrateToLatest } from '../../src/migrate.ts';
 import { getRunStatus } from '../../src/runs/run-store.ts';
-import { countEligible, FIXTURE_DEFINITION, FIXTURE_MIGRATION, seed } from '../../src/seed.ts';
+import { startUndoRun } from '../../src/undo/undo.ts';
+import { quoteIdent } from '../../src/definitions/resolve.ts';
+import { FIXTURE_MIGRATION } from '../../src/seed.ts';
 import { loadDefinitions } from '../../src/definitions/load.ts';
 import { ensureTopics } from '../../src/service.ts';
 import { createStreamClient } from '../../src/stream/kafka.ts';
 import { hasExited, type Instance, startInstance, stopInstances, tailLog } from '../../src/cli/instances.ts';
 import { prng, shuffled } from '../support/prng.ts';
 import { FaultUnavailable, type KafkaControl, restartPostgres, restartRedis, stackKafka } from './faults.ts';
-import { checkInvariants, type InvariantCheck } from './invariants.ts';
+import { checkInvariants, type InvariantCheck, SNAPSHOT } from './invariants.ts';
+import { type ChaosWorkload, WORKLOADS } from './workloads.ts';
 
 /**
  * kill: SIGKILL of an instance, then a new one; kafka: broker stopped and started again;
@@ -39,19 +43,27 @@ export const ALL_FAULTS: FaultKind[] = ['kill', 'kafka', 'hang', 'redis', 'postg
 export const DEFAULT_HANG_MS = 40_000;
 
 export interface ChaosOptions {
+  /** What to migrate (default: the reference definition). */
+  workload?: ChaosWorkload;
   /** Eligible rows to migrate. */
   rows: number;
   instances: number;
   seed: number;
-  /** Faults to inject, in the order the seed shuffles them into. */
+  /** Faults to inject during the run, in the order the seed shuffles them into. */
   faults: FaultKind[];
+  /**
+   * When set, the completed run is undone (`tranche undo`) and these faults hit the undo run,
+   * which is then checked like the run (the rows must be back where the run found them).
+   */
+  undoFaults?: FaultKind[];
   partitionSize: number;
   pageSize: number;
+  /** Per run: give up waiting for its completion after this long. */
   timeoutSeconds: number;
   /**
    * Global rows/s limit (THROTTLE_ROWS_PER_SECOND), so that a small run lasts long enough for
-   * its faults; 0 = none. Lifted once every fault has been injected, so a low limit costs time
-   * only while faults are still to come.
+   * its faults; 0 = none. Lifted once every fault of a run has been injected, so a low limit
+   * costs time only while faults are still to come (set again for an undo run with faults).
    */
   throttle?: number;
   /** How long a "hang" fault freezes the broker; must exceed the session timeout (default DEFAULT_HANG_MS). */
@@ -61,11 +73,22 @@ export interface ChaosOptions {
   log(line: string): void;
 }
 
+export interface Injected {
+  at: number;
+  fault: FaultKind;
+  detail: string;
+  ok: boolean;
+}
+
 export interface ChaosReport {
   seed: number;
   runId: number;
+  /** The undo run, when one was asked for. */
+  undoRunId?: number;
   seconds: number;
-  injected: { at: number; fault: FaultKind; detail: string; ok: boolean }[];
+  /** Every fault, the undo run's last. */
+  injected: Injected[];
+  /** Every check, the undo run's named "undo: ...". */
   checks: InvariantCheck[];
   ok: boolean;
 }
@@ -75,10 +98,11 @@ const LOG_DIR = fileURLToPath(new URL('../../.cache/chaos/', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+  const workload = options.workload ?? WORKLOADS[FIXTURE_MIGRATION]!;
   const rnd = prng(options.seed);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    TRANCHE_DEFINITIONS: FIXTURE_DEFINITION,
+    TRANCHE_DEFINITIONS: workload.definition,
     DB_SCHEMA: 'tranche_chaos',
     REDIS_PREFIX: 'tranche-chaos',
     KAFKA_GROUP_ID: 'tranche-chaos-appliers',
@@ -99,7 +123,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   };
   const config = loadConfig(env, { INSTANCE_ID: 'chaos-runner' });
   const hangMs = options.hangMs ?? DEFAULT_HANG_MS;
-  if (options.faults.includes('hang') && hangMs <= config.kafkaSessionTimeoutMs) {
+  if ([...options.faults, ...(options.undoFaults ?? [])].includes('hang') && hangMs <= config.kafkaSessionTimeoutMs) {
     throw new Error(`a broker hang of ${hangMs} ms would not outlast the consumer session timeout (KAFKA_SESSION_TIMEOUT_MS=${config.kafkaSessionTimeoutMs})`);
   }
   const log = silentLogger();
@@ -107,34 +131,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const co = createCoordination({ redisUrl: config.redisUrl, prefix: config.redisPrefix }, log);
   const stream = createStreamClient({ brokers: config.kafkaBrokers, clientId: 'tranche-chaos' }, log);
   const instances: Instance[] = [];
-  const injected: ChaosReport['injected'] = [];
   const started = Date.now();
   const elapsed = () => Math.round((Date.now() - started) / 100) / 10;
-  try {
-    options.log(`chaos: seed ${options.seed}; ${options.rows.toLocaleString('en-US')} rows, ${options.instances} instances, faults ${options.faults.join(', ')}`);
-    await migrateToLatest(db);
-    await stream.deleteTopics([config.topicUpdates, config.topicDeadLetters, config.topicRunEvents]);
-    await ensureTopics(stream, config);
-    await co.client.eval("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1", 0, `${config.redisPrefix}:*`);
-    const products = 10;
-    const seeded = await seed(db, { rows: options.rows, groups: products, changed: products, reset: true, randomSeed: options.seed });
-    options.log(`chaos: seeded ${seeded.eligible.toLocaleString('en-US')} eligible subscriptions`);
+  const throttle = (limit: number) =>
+    setThrottleLimit(co.client, config.redisPrefix, limit).catch((error: unknown) => options.log(`chaos: could not set the throttle to ${limit} (${String(error)})`));
+  const restart = (instance: Instance) => startInstance(env, `${instance.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
 
-    mkdirSync(LOG_DIR, { recursive: true });
-    for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, `chaos-${i}`, LOG_DIR));
-    const run = await startManualRun(
-      { db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, definitions: await loadDefinitions(db.pool, config.definitions) },
-      { migration: FIXTURE_MIGRATION, partitionSize: options.partitionSize, maxPartitions: 1000 },
-    );
-    options.log(`chaos: run ${run.runId} identified`);
-
-    // The seed orders the faults and picks when they hit and which instance dies.
-    const plan = shuffled(options.faults, rnd);
-    const done = async () => (await getRunStatus(db.pool, run.runId).catch(() => null))?.status === 'completed';
-    for (const fault of plan) {
+  /** Injects `faults` (in the seed's order) while run `runId` goes on, then waits for its end. */
+  async function underFaults(runId: number, faults: FaultKind[]): Promise<Injected[]> {
+    const injected: Injected[] = [];
+    const done = async () => (await getRunStatus(db.pool, runId).catch(() => null))?.status === 'completed';
+    for (const fault of shuffled(faults, rnd)) {
       await sleep(1000 + rnd() * 3000);
       if (await done()) {
-        options.log(`chaos: run finished before "${fault}" could be injected`);
+        options.log(`chaos: run ${runId} finished before "${fault}" could be injected`);
         break;
       }
       const at = elapsed();
@@ -145,7 +155,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const victim = instances[index]!;
           victim.child.kill('SIGKILL');
           await sleep(500 + rnd() * 1500);
-          instances[index] = startInstance(env, `${victim.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
+          instances[index] = restart(victim);
           detail = `SIGKILL ${victim.id} (pid ${victim.child.pid}), restarted as ${instances[index]!.id}`;
         } else if (fault === 'kafka') detail = await (options.kafka ?? stackKafka).restart();
         else if (fault === 'hang') detail = await (options.kafka ?? stackKafka).hang(hangMs);
@@ -159,44 +169,94 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         options.log(`chaos: t=${at}s ${fault}: ${detail}`);
       }
     }
-
     if ((options.throttle ?? 0) > 0) {
-      await setThrottleLimit(co.client, config.redisPrefix, 0)
-        .then(() => options.log(`chaos: t=${elapsed()}s faults done, throttle lifted`))
-        .catch((error: unknown) => options.log(`chaos: could not lift the throttle (${String(error)})`));
+      await throttle(0);
+      options.log(`chaos: t=${elapsed()}s faults done, throttle lifted`);
     }
 
     const deadline = Date.now() + options.timeoutSeconds * 1000;
     let last = '';
     for (;;) {
-      const status = await getRunStatus(db.pool, run.runId).catch(() => null);
+      const status = await getRunStatus(db.pool, runId).catch(() => null);
       if (status?.status === 'completed') break;
       if (status && ['failed', 'cancelled'].includes(status.status)) {
-        options.log(`chaos: run ended ${status.status}`);
+        options.log(`chaos: run ${runId} ended ${status.status}`);
         break;
       }
-      const line = status ? `${status.status}: ${status.rows.applied}/${status.rows.total} applied, ${status.partitions.completed}/${status.partitions.total} partitions` : 'status unavailable';
+      const line = status ? `run ${runId} ${status.status}: ${status.rows.applied}/${status.rows.total} applied, ${status.partitions.completed}/${status.partitions.total} partitions` : 'status unavailable';
       if (line !== last) options.log(`chaos: t=${elapsed()}s ${line}`);
       last = line;
       for (const [i, instance] of instances.entries()) {
         if (hasExited(instance)) {
           options.log(`chaos: ${instance.id} exited (${instance.child.exitCode ?? instance.child.signalCode}); log ends:\n${tailLog(instance.logFile, 8)}`);
-          instances[i] = startInstance(env, `${instance.id.split('-r')[0]}-r${Date.now() % 100000}`, LOG_DIR);
+          instances[i] = restart(instance);
         }
       }
       if (Date.now() > deadline) {
-        options.log(`chaos: timed out after ${options.timeoutSeconds}s`);
+        options.log(`chaos: run ${runId} timed out after ${options.timeoutSeconds}s`);
         break;
       }
       await sleep(500);
     }
+    return injected;
+  }
+
+  const report = (checks: InvariantCheck[], prefix = '') => {
+    for (const check of checks) options.log(`${check.ok ? 'ok  ' : 'FAIL'} ${prefix}${check.name}: ${check.detail}`);
+    return checks.map((c) => ({ ...c, name: `${prefix}${c.name}` }));
+  };
+  const state = async () => (await db.pool.query<{ v: string | null }>(workload.state)).rows[0]?.v ?? null;
+
+  try {
+    options.log(`chaos: seed ${options.seed}; ${workload.migration}, ${options.rows.toLocaleString('en-US')} rows, ${options.instances} instances, faults ${options.faults.join(', ')}${options.undoFaults ? `; undo with faults ${options.undoFaults.join(', ') || 'none'}` : ''}`);
+    // The chaos schema holds the workload's tables and tranche's: both start afresh.
+    await db.pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(config.dbSchema)} CASCADE`);
+    await migrateToLatest(db);
+    await stream.deleteTopics([config.topicUpdates, config.topicDeadLetters, config.topicRunEvents]);
+    await ensureTopics(stream, config);
+    await co.client.eval("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1", 0, `${config.redisPrefix}:*`);
+    await workload.prepare(db, options.rows, options.seed);
+    await db.pool.query(`CREATE TABLE ${SNAPSHOT} AS ${workload.eligibleRows}`);
+    const eligible = (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${SNAPSHOT}`)).rows[0]!.n;
+    const before = await state();
+    options.log(`chaos: ${eligible.toLocaleString('en-US')} eligible rows`);
+
+    mkdirSync(LOG_DIR, { recursive: true });
+    for (let i = 1; i <= options.instances; i++) instances.push(startInstance(env, `chaos-${i}`, LOG_DIR));
+    const definitions = await loadDefinitions(db.pool, config.definitions);
+    if (options.undoFaults && !definitions.get(workload.migration)?.inverse) throw new Error(`${workload.migration} declares no undo: a chaos run cannot undo it`);
+    const run = await startManualRun(
+      { db, coordination: co, log, instanceId: config.instanceId, leaseMs: config.identifyLeaseMs, definitions },
+      { migration: workload.migration, partitionSize: options.partitionSize, maxPartitions: 1000 },
+    );
+    options.log(`chaos: run ${run.runId} identified`);
+    const injected = await underFaults(run.runId, options.faults);
+    const notDone = async () => (await db.pool.query<{ n: number }>(workload.notDone)).rows[0]!.n;
+    const left = await notDone();
+    const checks = report(await checkInvariants({
+      db, config, runId: run.runId, pageSize: options.pageSize, faults: injected.filter((f) => f.ok).length, runs: 1,
+      converged: { ok: left === 0, detail: `${left} rows not at their target` },
+    }));
+
+    let undoRunId: number | undefined;
+    if (options.undoFaults) {
+      if ((options.throttle ?? 0) > 0 && options.undoFaults.length > 0) await throttle(options.throttle!);
+      const undo = await startUndoRun(db, co, definitions, run.runId);
+      undoRunId = undo.runId;
+      options.log(`chaos: t=${elapsed()}s run ${undo.runId} undoes run ${run.runId}: ${undo.rows} rows in ${undo.partitions} partitions`);
+      const undoInjected = await underFaults(undo.runId, options.undoFaults);
+      injected.push(...undoInjected);
+      const back = (await state()) === before;
+      checks.push(...report(await checkInvariants({
+        db, config, runId: undo.runId, pageSize: options.pageSize, faults: undoInjected.filter((f) => f.ok).length, runs: 2,
+        converged: { ok: back, detail: back ? 'every row back where the run found it' : 'the table differs from before the run' },
+      }), 'undo: '));
+    }
     const seconds = elapsed();
     await stopInstances(instances, 10_000);
-    const checks = await checkInvariants({ db, config, runId: run.runId, pageSize: options.pageSize, faults: injected.filter((f) => f.ok).length, eligibleAtStart: seeded.eligible, leftEligible: await countEligible(db) });
-    for (const check of checks) options.log(`${check.ok ? 'ok  ' : 'FAIL'} ${check.name}: ${check.detail}`);
     const ok = checks.every((c) => c.ok);
     options.log(`chaos: ${ok ? 'every invariant held' : 'INVARIANT BREACHED'} (seed ${options.seed}, ${seconds}s)`);
-    return { seed: options.seed, runId: run.runId, seconds, injected, checks, ok };
+    return { seed: options.seed, runId: run.runId, undoRunId, seconds, injected, checks, ok };
   } finally {
     await stopInstances(instances, 5000);
     await stream.disconnect();

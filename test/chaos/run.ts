@@ -1,5 +1,7 @@
 /**
  * `npm run chaos`: a full chaos run. Options:
+ *   --workload NAME   the definition to run: subscription-version (default) or order-totals
+ *   --undo-faults L   undo the run afterwards, with these faults (comma-separated; "" for none)
  *   --rows N          eligible rows (default 1,000,000)
  *   --instances N     service instances (default 3)
  *   --seed N          reproduce a run (default: random, printed at the start)
@@ -14,10 +16,17 @@
 import { parseArgs } from 'node:util';
 import { wholeFlag } from '../../src/cli/parse.ts';
 import { startPrivateKafka } from '../support/private-kafka.ts';
+import { FIXTURE_MIGRATION } from '../../src/seed.ts';
 import { ALL_FAULTS, type FaultKind, runChaos } from './chaos.ts';
+import { WORKLOADS } from './workloads.ts';
 import { type KafkaControl, privateKafkaControl } from './faults.ts';
 
 const USAGE = `usage: npm run chaos -- [options]
+  --workload NAME     the definition to migrate: ${Object.keys(WORKLOADS).join(' or ')}
+                      (default ${FIXTURE_MIGRATION})
+  --undo-faults LIST  then undo the run with \`tranche undo\`, injecting these faults into
+                      the undo run, and check it the same way ("" for an undo without faults;
+                      only for definitions that declare an undo)
   --rows N            eligible rows (default 1,000,000)
   --instances N       service instances (default 3)
   --seed N            reproduce a run (default: random, printed at the start)
@@ -39,6 +48,8 @@ try {
   parsed = parseArgs({
     options: {
       help: { type: 'boolean', default: false },
+      workload: { type: 'string', default: FIXTURE_MIGRATION },
+      'undo-faults': { type: 'string' },
       rows: { type: 'string', default: '1000000' },
       instances: { type: 'string', default: '3' },
       seed: { type: 'string' },
@@ -62,13 +73,20 @@ if (values.help) {
   process.exit(0);
 }
 
-const faults = values.faults.split(',').map((f) => f.trim()).filter(Boolean);
-const unknown = faults.filter((f) => !ALL_FAULTS.includes(f as FaultKind));
+const list = (text: string) => text.split(',').map((f) => f.trim()).filter(Boolean);
+const faults = list(values.faults);
+const undoFaults = values['undo-faults'] === undefined ? undefined : list(values['undo-faults']);
+const workload = WORKLOADS[values.workload];
+if (!workload) {
+  console.error(`chaos: unknown workload ${values.workload}; choose from ${Object.keys(WORKLOADS).join(', ')}`);
+  process.exit(2);
+}
+const unknown = [...faults, ...(undoFaults ?? [])].filter((f) => !ALL_FAULTS.includes(f as FaultKind));
 if (unknown.length > 0) {
   console.error(`chaos: unknown fault ${unknown.join(', ')}; choose from ${ALL_FAULTS.join(', ')}`);
   process.exit(2);
 }
-if (values['private-broker'] && faults.some((f) => f === 'redis' || f === 'postgres')) {
+if (values['private-broker'] && [...faults, ...(undoFaults ?? [])].some((f) => f === 'redis' || f === 'postgres')) {
   console.error('chaos: --private-broker keeps the shared services untouched: choose faults from kill, kafka, hang');
   process.exit(2);
 }
@@ -84,6 +102,8 @@ if (broker) {
 let report;
 try {
   report = await runChaos({
+    workload,
+    undoFaults: undoFaults as FaultKind[] | undefined,
     rows: wholeFlag('rows', values.rows, 1),
     instances: wholeFlag('instances', values.instances, 1),
     seed,
@@ -99,5 +119,6 @@ try {
 } finally {
   await broker?.destroy();
 }
-console.log(`chaos: reproduce with: npm run chaos -- --seed ${report.seed} --rows ${values.rows} --faults ${values.faults}`);
+const undoFlag = undoFaults === undefined ? '' : ` --undo-faults '${undoFaults.join(',')}'`;
+console.log(`chaos: reproduce with: npm run chaos -- --workload ${values.workload} --seed ${report.seed} --rows ${values.rows} --faults ${values.faults}${undoFlag}`);
 process.exit(report.ok ? 0 : 1);
