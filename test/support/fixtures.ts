@@ -50,9 +50,14 @@ export async function wrongTotals(db: Db): Promise<number> {
 
 /**
  * "Accounts" with a text key "Account Code" and a timestamp "Signed Up" (many ties), grouped
- * by "Region", whose target is "Region Policies"."Policy Version".
+ * by "Region", whose target is "Region Policies"."Policy Version". By default three regions,
+ * 'eu "west"' (target 3), 'us-east' (2) and 'ap' (1, nothing to do); with `regions: n`, n
+ * regions 'zone "01"', 'zone "02"', … all with target 2, the accounts spread evenly over them.
  */
-export async function createAccounts(db: Db, options: { accounts: number }): Promise<void> {
+export async function createAccounts(db: Db, options: { accounts: number; regions?: number }): Promise<void> {
+  const regions: [string, number][] = options.regions === undefined
+    ? [['eu "west"', 3], ['us-east', 2], ['ap', 1]]
+    : Array.from({ length: options.regions }, (_, i) => [`zone "${String(i + 1).padStart(2, '0')}"`, 2]);
   await db.pool.query(`
     CREATE TABLE "Region Policies" ("Region" text PRIMARY KEY, "Policy Version" integer NOT NULL);
     CREATE TABLE "Accounts" (
@@ -62,14 +67,15 @@ export async function createAccounts(db: Db, options: { accounts: number }): Pro
       "Policy Version" integer NOT NULL,
       "Previous Version" integer
     );
-    CREATE INDEX "Accounts by region" ON "Accounts" ("Region", "Signed Up", "Account Code");
-    INSERT INTO "Region Policies" VALUES ('eu "west"', 3), ('us-east', 2), ('ap', 1);`);
+    CREATE INDEX "Accounts by region" ON "Accounts" ("Region", "Signed Up", "Account Code");`);
+  const names = regions.map(([r]) => r);
+  await db.pool.query(`INSERT INTO "Region Policies" SELECT * FROM unnest($1::text[], $2::int[])`, [names, regions.map(([, v]) => v)]);
   await db.pool.query(
     `INSERT INTO "Accounts" ("Account Code", "Region", "Signed Up", "Policy Version")
-     SELECT 'acct ''' || g || ' "x"', (ARRAY['eu "west"', 'us-east', 'ap'])[1 + g % 3],
+     SELECT 'acct ''' || g || ' "x"', ($2::text[])[1 + g % cardinality($2::text[])],
             timestamptz '2025-01-01 00:00:00.000001+00' + (g % 5) * interval '1 microsecond', 1
      FROM generate_series(1, $1::int) AS g`,
-    [options.accounts],
+    [options.accounts, names],
   );
   await db.pool.query('ANALYZE "Accounts"');
 }
