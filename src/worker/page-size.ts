@@ -87,7 +87,7 @@ export interface ApplyRates {
 }
 
 export interface ApplyRateOptions {
-  /** Weight of each new statement in the running averages, in (0, 1] (0.3). */
+  /** Weight of each new statement in the running averages, in (0, 1] (0.5). */
   weight?: number;
   /** A rate not observed for this long is forgotten, ms (60 s). */
   forgetAfterMs?: number;
@@ -101,7 +101,7 @@ export interface ApplyRateOptions {
  * and the fixed cost of a statement counts once per statement, as it does when applying.
  */
 export function applyRates(options: ApplyRateOptions = {}): ApplyRates {
-  const { weight = 0.3, forgetAfterMs = 60_000, now = () => performance.now() } = options;
+  const { weight = 0.5, forgetAfterMs = 60_000, now = () => performance.now() } = options;
   if (!(weight > 0 && weight <= 1)) throw new RangeError(`weight must be in (0, 1] (got ${weight})`);
   const rates = new Map<string, { rows: number; ms: number; at: number }>();
   return {

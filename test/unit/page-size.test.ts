@@ -46,26 +46,22 @@ describe('page size', () => {
     // Pages themselves are fast (1,000 rows per 100 ms) and nothing was applied yet: the ceiling.
     pages.observe(400, 400, 40);
     expect(pages.next()).toBe(400);
+    // Pages of 0.1 ms per row each applied at `msPerRow`; the sizes after each.
+    const walk = (count: number, msPerRow: number) =>
+      Array.from({ length: count }, () => {
+        const n = pages.next();
+        rates.observe('m', n, n * msPerRow);
+        pages.observe(n, n, n * 0.1);
+        return pages.next();
+      });
     // Slow applies: 5 ms per row (a trigger that sleeps), so 20 rows fit in 100 ms.
-    const sizes: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const n = pages.next();
-      rates.observe('m', n, n * 5);
-      pages.observe(n, n, n * 0.1);
-      sizes.push(pages.next());
-    }
+    const sizes = walk(10, 5);
     expect(sizes[0]).toBe(210); // halfway to 20: (400 + 20) / 2
     for (let i = 1; i < sizes.length; i++) expect(sizes[i]!).toBeLessThanOrEqual(sizes[i - 1]!);
     expect(pages.next()).toBeLessThanOrEqual(22);
     // Fast applies again (0.05 ms per row): the running averages catch up, and pages grow back
     // by at most x2 per page to the ceiling.
-    const growing: number[] = [];
-    for (let i = 0; i < 12; i++) {
-      const n = pages.next();
-      rates.observe('m', n, n * 0.05);
-      pages.observe(n, n, n * 0.1);
-      growing.push(pages.next());
-    }
+    const growing = walk(12, 0.05);
     for (let i = 1; i < growing.length; i++) {
       expect(growing[i]!).toBeGreaterThanOrEqual(growing[i - 1]!);
       expect(growing[i]!).toBeLessThanOrEqual(growing[i - 1]! * 2);
