@@ -13,7 +13,7 @@ import { type Coordination, createCoordination } from './coordination/redis.ts';
 import { createThrottle, getThrottleLimit } from './coordination/throttle.ts';
 import { startHealthMonitor } from './health/monitor.ts';
 import { createHealthGate, readHealthState } from './health/state.ts';
-import { adaptivePageSize, fixedPageSize } from './worker/page-size.ts';
+import { adaptivePageSize, applyRates, type PageSizer } from './worker/page-size.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
@@ -145,9 +145,23 @@ export async function startService(config: Config, log: Logger, options: Service
 
   const health = createHealthGate(coordination.client, config.redisPrefix);
   const throttle = createThrottle({ redis: coordination.client, prefix: config.redisPrefix, defaultLimit: config.throttleRowsPerSecond, log, health });
+  // Adaptive pages: one controller per migration, following its pages' time and the rate at
+  // which this instance's consumer applies its records.
+  const applied = applyRates();
+  const sizers = new Map<string, PageSizer>();
   const pageSize = !config.pageSizeAdaptive
-    ? fixedPageSize(config.pageSize)
-    : adaptivePageSize({ initial: config.pageSize, targetMs: config.pageTargetMs, min: config.pageSizeMin, max: config.pageSizeMax });
+    ? config.pageSize
+    : (migration: string): PageSizer => {
+        let sizer = sizers.get(migration);
+        if (!sizer) {
+          sizer = adaptivePageSize({
+            initial: config.pageSize, targetMs: config.pageTargetMs, min: config.pageSizeMin, max: config.pageSizeMax,
+            applyRowsPerMs: () => applied.rowsPerMs(migration),
+          });
+          sizers.set(migration, sizer);
+        }
+        return sizer;
+      };
 
   const completion = new CompletionTracker({
     db,
@@ -225,6 +239,7 @@ export async function startService(config: Config, log: Logger, options: Service
       definitions,
       topicDeadLetters: config.topicDeadLetters,
       onApplied: (e) => {
+        applied.observe(e.migration, e.records, e.applyMs);
         metrics.rowsApplied.inc(e.changed);
         if (e.deadLetters > 0) metrics.deadLetters.inc(e.deadLetters);
       },

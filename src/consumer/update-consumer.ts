@@ -29,8 +29,11 @@ export interface ApplierDeps {
   chunkSize?: number;
   /** Called with a run whose counter reached zero (or was lost): it may be complete. */
   onRunMaybeDone(runId: number): void;
-  /** Called after each applied chunk (metrics, tests). */
-  onApplied?(event: { migration: string; records: number; changed: number; deadLetters: number }): void;
+  /**
+   * Called after each applied chunk (metrics, tests, the apply rate adaptive pages follow):
+   * `applyMs` is how long its apply statement took (0 for the dead letters of a batch).
+   */
+  onApplied?(event: { migration: string; records: number; changed: number; deadLetters: number; applyMs: number }): void;
 }
 
 interface DeadLetter {
@@ -116,6 +119,7 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
       const chunk = unique.slice(start, start + chunkSize);
       // One statement applies the chunk and counts it on its partitions (one round trip, one
       // transaction).
+      const applyStarted = performance.now();
       const { rows } = await deps.db.pool.query<{ run_id: number; partition_id: number; n: number }>(definition.statements.apply, [
         textArray(columns.keys, chunk),
         textArray(columns.targets, chunk),
@@ -123,6 +127,7 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
         integerArray(columns.partitionIds, chunk),
         ...definition.carried.map((_, c) => textArray(chunk.map((i) => columns.carried[i]![c] ?? null), chunk.map((_, j) => j))),
       ]);
+      const applyMs = performance.now() - applyStarted;
       let changed = 0;
       const changedByRun = new Map<number, number>();
       for (const row of rows) {
@@ -152,7 +157,7 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
         }
       }
       letters.push(...missing);
-      deps.onApplied?.({ migration: definition.name, records: chunk.length, changed, deadLetters: missing.length });
+      deps.onApplied?.({ migration: definition.name, records: chunk.length, changed, deadLetters: missing.length, applyMs });
       await batch.heartbeat().catch(() => {});
     }
     return letters;
@@ -229,6 +234,6 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
       })),
     );
     deps.log.warn({ count: dead.length, reasons: [...new Set(dead.map((d) => d.reason))] }, 'records sent to the dead-letter topic');
-    deps.onApplied?.({ migration: '', records: 0, changed: 0, deadLetters: dead.length });
+    deps.onApplied?.({ migration: '', records: 0, changed: 0, deadLetters: dead.length, applyMs: 0 });
   };
 }

@@ -24,8 +24,11 @@ export interface PartitionWorkerDeps {
   stream: StreamClient;
   log: Logger;
   instanceId: string;
-  /** Rows per page: a fixed number, or a controller that adapts it (./page-size.ts). */
-  pageSize: number | PageSizer;
+  /**
+   * Rows per page: a fixed number, or the controller that adapts the pages of a migration
+   * (./page-size.ts; one per migration, shared by the partitions of its runs).
+   */
+  pageSize: number | ((migration: string) => PageSizer);
   topicUpdates: string;
   /** The definitions this instance can produce records of. */
   definitions: Definitions;
@@ -207,7 +210,7 @@ export async function processPartition(
       ? { pos: partition.offset_pos, key: partition.offset_key, inclusive: false }
       : { pos: partition.lower_pos, key: partition.lower_key, inclusive: true };
   const pageRecords = recordBuilder(partition, definition);
-  const pages = typeof deps.pageSize === 'number' ? fixedPageSize(deps.pageSize) : deps.pageSize;
+  const pages = typeof deps.pageSize === 'number' ? fixedPageSize(deps.pageSize) : deps.pageSize(definition.name);
   while (!partition.completed) {
     if (control.lost) throw new FencedError(`task of partition ${partitionId} was taken over`);
     if (control.stopping) {
