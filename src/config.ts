@@ -161,7 +161,7 @@ export interface Config {
    * PAGE_SIZE_MAX rows again. Off: every page is PAGE_SIZE (false).
    */
   readonly pageSizeAdaptive: boolean;
-  /** PAGE_TARGET_MS: the time one adaptive page aims at (500). */
+  /** PAGE_TARGET_MS: the time an adaptive page aims at, for the worker to produce it and for the applier to apply it (500). */
   readonly pageTargetMs: number;
   /** PAGE_SIZE_MIN: smallest adaptive page (100). */
   readonly pageSizeMin: number;
