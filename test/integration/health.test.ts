@@ -1,8 +1,9 @@
 /**
  * The health-driven throttle against the real services: each signal throttles and releases
  * (tranche's lock waits, the probe query, a real hot standby's replay lag), the hard stop
- * pauses a run and says why, two instances share one state evaluated by one of them, and the
- * reason shows in `tranche status` and /metrics.
+ * pauses a run and says why, two instances share one state evaluated by one of them (each
+ * signal is seen by two instances' workers, each through its own Redis connection), and each
+ * signal's reason, and its release, shows in `tranche status --json` and /metrics.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCoordination } from '../../src/coordination/redis.ts';
 import { createThrottle } from '../../src/coordination/throttle.ts';
 import { type HealthMonitor, type HealthSettings, startHealthMonitor } from '../../src/health/monitor.ts';
-import { createHealthGate, type HealthState, readHealthState } from '../../src/health/state.ts';
+import { createHealthGate, type HealthGate, type HealthState, readHealthState } from '../../src/health/state.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
 import { runCli } from '../support/cli.ts';
 import { createTestEnv, quietLog, type TestEnv, waitFor } from '../support/env.ts';
@@ -59,9 +60,39 @@ describe('health-driven throttle', () => {
     return client;
   };
 
+  /** /metrics of an instance reading the shared state. */
+  const metricsText = () =>
+    createMetrics({
+      db: env.db,
+      instanceId: 'metrics',
+      activeTasks: () => 0,
+      consumerLag: async () => [],
+      health: () => readHealthState(coordinations[0]!.client, env.config.redisPrefix),
+    }).registry.metrics();
+  /** Two instances' workers, each asking through its own Redis connection (made in beforeAll). */
+  let gates: HealthGate[] = [];
+  const gatesBlocked = () => Promise.all(gates.map((g) => g.blocked()));
+  /** The state as an operator sees it: `tranche status RUN --json` of a running run, and /metrics. */
+  const shown = async (runId: number) => {
+    const status = await runCli(['status', String(runId), '--json'], env.env);
+    expect(status.code, status.stderr).toBe(0);
+    const protection = (JSON.parse(status.stdout) as { protection: HealthState | null }).protection;
+    const throttled = /tranche_throttle_state\{signal="(\w*)",instance_id="metrics"\} (\d)/.exec(await metricsText());
+    return { status: protection?.state, reason: protection?.reason?.name ?? null, metric: throttled ? `${throttled[1]}=${throttled[2]}` : null };
+  };
+  const runningRun = async () =>
+    (await env.db.pool.query<{ id: number }>(
+      `INSERT INTO migration_runs (migration, trigger, status, partition_size, max_partitions)
+       VALUES ('subscriptions', 'manual', 'running', 1000, 10) RETURNING id`,
+    )).rows[0]!.id;
+
   beforeAll(async () => {
     env = await createTestEnv();
     co(); // coordinations[0]: the reader
+    const gateConnections = [co(), co()];
+    // Commands fail at once while a connection is not ready (no offline queue).
+    await waitFor(async () => gateConnections.every((c) => c.client.status === 'ready'), 10_000, 'Redis connections');
+    gates = gateConnections.map((c) => createHealthGate(c.client, env.config.redisPrefix, 0));
     await env.db.pool.query(`CREATE TABLE lock_target (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
       INSERT INTO lock_target VALUES (1, 0);
       CREATE TABLE probe_flag (slow boolean NOT NULL); INSERT INTO probe_flag VALUES (false);
@@ -91,7 +122,6 @@ describe('health-driven throttle', () => {
     expect(evaluators.size).toBe(1);
 
     // Instances' workers ask through their own Redis connection: both see the same state.
-    const gates = [createHealthGate(co().client, env.config.redisPrefix, 0), createHealthGate(co().client, env.config.redisPrefix, 0)];
     const metrics = createMetrics({
       db: env.db,
       instanceId: 'metrics',
@@ -108,8 +138,9 @@ describe('health-driven throttle', () => {
     const waiting = app.query('UPDATE lock_target SET n = n + 1 WHERE id = 1');
     const throttled = await until('lock waits to throttle', (x) => x.state === 'throttled' && x.reason?.name === 'lock_wait');
     expect(throttled.reason!.value).toBeGreaterThan(300);
-    expect(await Promise.all(gates.map((g) => g.blocked()))).toEqual([true, true]);
+    expect(await gatesBlocked()).toEqual([true, true]);
     expect(await metrics.registry.metrics()).toMatch(/tranche_throttle_state\{signal="lock_wait",instance_id="metrics"\} 1/);
+    expect(await shown(await runningRun())).toEqual({ status: 'throttled', reason: 'lock_wait', metric: 'lock_wait=1' });
     expect(await metrics.registry.metrics()).toMatch(/tranche_health_signal_value\{signal="lock_wait",unit="ms",instance_id="metrics"\} \d+/);
 
     // A worker asking for its next page waits while throttled, and goes on once released.
@@ -130,8 +161,13 @@ describe('health-driven throttle', () => {
     await env.db.pool.query('UPDATE probe_flag SET slow = true');
     const slow = await until('the slow probe to throttle', (x) => x.reason?.name === 'probe');
     expect(slow).toMatchObject({ state: 'throttled', reason: { name: 'probe', limit: 150, unit: 'ms' } });
+    expect(await gatesBlocked()).toEqual([true, true]);
+    const runId = await runningRun();
+    expect(await shown(runId)).toEqual({ status: 'throttled', reason: 'probe', metric: 'probe=1' });
     await env.db.pool.query('UPDATE probe_flag SET slow = false');
     await until('the fast probe to release', (x) => x.state === 'running');
+    expect(await shown(runId)).toEqual({ status: 'running', reason: null, metric: '=0' });
+    expect(await gatesBlocked()).toEqual([false, false]);
 
     // The evaluator goes away: the other instance takes over within its lease.
     const before = (await state())!.evaluatedBy;
@@ -143,11 +179,7 @@ describe('health-driven throttle', () => {
   it('stops hard at a critical value: pauses running runs and says why in status', async () => {
     const probe = `SELECT pg_sleep(CASE WHEN (SELECT slow FROM "${env.config.dbSchema}".probe_flag) THEN 0.4 ELSE 0 END)`;
     monitor('inst-c', settings({ healthProbeQuery: probe, healthCriticalFactor: 2 }));
-    const { rows } = await env.db.pool.query<{ id: number }>(
-      `INSERT INTO migration_runs (migration, trigger, status, partition_size, max_partitions)
-       VALUES ('subscriptions', 'manual', 'running', 1000, 10) RETURNING id`,
-    );
-    const runId = rows[0]!.id;
+    const runId = await runningRun();
     await until('a running state', (x) => x.state === 'running');
     await env.db.pool.query('UPDATE probe_flag SET slow = true');
     await until('the hard stop', (x) => x.state === 'critical');
@@ -160,6 +192,7 @@ describe('health-driven throttle', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain(`run ${runId}  paused (critical: probe`);
     expect(status.stdout).toMatch(/protection {2}critical: probe [\d,]+ ms > limit 150 ms/);
+    expect(await shown(runId)).toEqual({ status: 'critical', reason: 'probe', metric: 'probe=2' });
     // Back under: the state runs again, but the run stays paused until an operator resumes it.
     await env.db.pool.query('UPDATE probe_flag SET slow = false');
     await until('running again', (x) => x.state === 'running');
@@ -173,8 +206,10 @@ describe('health-driven throttle', () => {
     const standby = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5433/postgres' });
     try {
       await standby.connect();
-      monitor('inst-r', settings({ healthMaxReplicaLagMs: 500 }));
+      monitor('inst-r1', settings({ healthMaxReplicaLagMs: 500 }));
+      monitor('inst-r2', settings({ healthMaxReplicaLagMs: 500 }));
       await until('a running state', (x) => x.state === 'running' && x.signals[0]?.name === 'replica_lag');
+      const runId = await runningRun();
       await standby.query('SELECT pg_wal_replay_pause()');
       // WAL keeps coming (as an application's writes would) while replay stands still.
       const lagging = await waitFor(async () => {
@@ -184,11 +219,19 @@ describe('health-driven throttle', () => {
       }, 30_000, 'the replay lag to throttle');
       expect(lagging.state).toBe('throttled');
       expect(lagging.reason!.value).toBeGreaterThan(500);
+      expect(await gatesBlocked()).toEqual([true, true]);
+      expect(await shown(runId)).toEqual({ status: 'throttled', reason: 'replica_lag', metric: 'replica_lag=1' });
       await standby.query('SELECT pg_wal_replay_resume()');
       await waitFor(async () => {
         await env.db.pool.query('INSERT INTO wal_writes DEFAULT VALUES');
         return (await state())?.state === 'running';
       }, 30_000, 'the replica to catch up and release');
+      // Each look at the released state comes with a write, as the lag is only measured on WAL.
+      await waitFor(async () => {
+        await env.db.pool.query('INSERT INTO wal_writes DEFAULT VALUES');
+        const seen = await shown(runId);
+        return seen.status === 'running' && seen.reason === null && seen.metric === '=0' && !(await gatesBlocked()).includes(true);
+      }, 30_000, 'status, /metrics and both instances to show the release');
     } finally {
       await standby.query('SELECT pg_wal_replay_resume()').catch(() => {});
       await standby.end().catch(() => {});
