@@ -47,19 +47,6 @@ export function undoDefinitionFor(definitions: Definitions, migration: string, r
  * run, a run not finished (identifying, running, paused), a definition without an inverse, a
  * run that kept no applied log, or while another run of the definition or its inverse is active.
  */
-/**
- * Turns a run's applied log (one row per applied batch, as the apply statement writes it) into
- * one row per changed row, the latest batch winning for a row changed twice; idempotent. Run
- * once when an undo of the run starts, so the forward run pays for one insert per batch only.
- */
-const EXPAND_APPLIED_LOG = `INSERT INTO applied_rows (run_id, partition_id, row_key, carried, written)
-SELECT DISTINCT ON (b.run_id, k.key) b.run_id, b.partition_id, k.key,
-       coalesce(ARRAY(SELECT unnest(b.carried[k.i:k.i][:])), '{}'), ARRAY(SELECT unnest(b.written[k.i:k.i][:]))
-FROM applied_batches b CROSS JOIN LATERAL unnest(b.keys) WITH ORDINALITY AS k(key, i)
-WHERE b.run_id = $1
-ORDER BY b.run_id, k.key, b.id DESC
-ON CONFLICT (run_id, row_key) DO NOTHING`;
-
 export async function startUndoRun(
   db: Db,
   coordination: Coordination | null | (() => Coordination | null),
@@ -81,7 +68,9 @@ export async function startUndoRun(
     throw new UserError(`run ${undoOf} is ${run.status}; undo it once it has completed (or cancel it first)`);
   }
   const undoing = definition.statements.undoing!;
-  await db.pool.query(EXPAND_APPLIED_LOG, [undoOf]);
+  // The applied log is one row per applied batch (the forward run pays one insert per batch);
+  // the undo reads it one row per changed row, expanded once here.
+  await db.pool.query(undoing.expand, [undoOf]);
   const plan = await db.pool.query<{ partition_id: number; n: string; logged: string }>(undoing.plan, [undoOf]);
   const logged = plan.rows.reduce((s, r) => s + Number(r.logged), 0);
   if (logged === 0 && Number(run.applied) > 0) {
