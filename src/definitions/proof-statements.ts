@@ -83,19 +83,31 @@ export function buildProofStatements(d: ProofInput, tt: string, undoes: UndoesOp
   const hashed = (c: string) => (d.hashable?.has(c) ? `t.${quote(c)}` : `t.${quote(c)}::text`);
   const checksum = `bit_xor(hash_record_extended(ROW(t.${k.sql}, ${setColumns.map(hashed).join(', ')}), 0))::text`;
   const v = d.definition.verify;
-  const reached = v ? `count(*) FILTER (WHERE ${render(v.reached, 'pt.target::' + tt, null, 'verify.reached', d.name)})::bigint` : 'NULL::bigint';
-  const beyond = v?.beyond ? `count(*) FILTER (WHERE ${render(v.beyond, 'pt.target::' + tt, null, 'verify.beyond', d.name)})::bigint` : 'NULL::bigint';
+  // The partitions' target and bounds are cast to their types once per partition (a
+  // materialized list), not once per row by every test that compares a row with the target.
+  const typed = 'pt.tranche_target';
+  const reached = v ? `count(*) FILTER (WHERE ${render(v.reached, typed, null, 'verify.reached', d.name)})::bigint` : 'NULL::bigint';
+  const beyond = v?.beyond ? `count(*) FILTER (WHERE ${render(v.beyond, typed, null, 'verify.beyond', d.name)})::bigint` : 'NULL::bigint';
   const partitionColumns = 'pt.id AS partition_id, pt.group_key, pt.seq, pt.target, pt.row_count, pt.rows_applied';
-  const verify = `SELECT ${partitionColumns},
+  const partitionsOf = (run: string) => `WITH pt AS MATERIALIZED (
+  SELECT pt.id, pt.group_key, pt.seq, pt.target, pt.row_count, pt.rows_applied, pt.target::${tt} AS tranche_target,
+         pt.lower_pos::${p.type} AS tranche_lp, pt.lower_key::${k.type} AS tranche_lk, pt.upper_pos::${p.type} AS tranche_up, pt.upper_key::${k.type} AS tranche_uk${run === '$1' ? '' : `, ${run} AS tranche_undone`}
+  FROM partitions pt${run === '$1' ? '' : ' JOIN migration_runs r ON r.id = pt.run_id'}
+  WHERE pt.run_id = $1
+)`;
+  const inTypedRange = `(t.${p.sql}, t.${k.sql}) >= (pt.tranche_lp, pt.tranche_lk) AND (t.${p.sql}, t.${k.sql}) <= (pt.tranche_up, pt.tranche_uk)`;
+  // One statement, one pass over each partition's range (the index range of group, position
+  // and key) computing every count and the checksum together.
+  const verify = `${partitionsOf('$1')}
+SELECT ${partitionColumns},
        coalesce(x.present, 0) AS present, coalesce(x.eligible, 0) AS eligible, x.reached, x.beyond, coalesce(x.checksum, '0') AS checksum
-FROM partitions pt
+FROM pt
 CROSS JOIN LATERAL (
-  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${eligible(`pt.target::${tt}`)})::bigint AS eligible,
+  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${eligible(typed)})::bigint AS eligible,
          ${reached} AS reached, ${beyond} AS beyond, ${checksum} AS checksum
   FROM ${table.sql} t
-  WHERE ${groupMatch('pt.group_key')} AND ${inRange('pt.lower_pos', 'pt.lower_key', 'pt.upper_pos', 'pt.upper_key')}
+  WHERE ${groupMatch('pt.group_key')} AND ${inTypedRange}
 ) x
-WHERE pt.run_id = $1
 ORDER BY pt.group_key, pt.seq`;
 
   // $2 is referenced even when the snippets do not use {target}, so that it has a type.
@@ -168,15 +180,15 @@ LEFT JOIN ${table.sql} t ON t.${k.sql} = a.row_key::${k.type}
 WHERE a.run_id = $1
 GROUP BY a.partition_id
 ORDER BY a.partition_id`;
-  const undoVerify = `SELECT ${partitionColumns},
+  const undoVerify = `${partitionsOf('r.undo_of')}
+SELECT ${partitionColumns},
        coalesce(x.present, 0) AS present, coalesce(x.eligible, 0) AS eligible, NULL::bigint AS reached, NULL::bigint AS beyond, coalesce(x.checksum, '0') AS checksum
-FROM partitions pt JOIN migration_runs r ON r.id = pt.run_id
+FROM pt
 CROSS JOIN LATERAL (
-  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${moves(`pt.target::${tt}`)})::bigint AS eligible, ${checksum} AS checksum
-  FROM ${table.sql} t ${logged('r.undo_of')}
-  WHERE ${groupMatch('pt.group_key')} AND ${inRange('pt.lower_pos', 'pt.lower_key', 'pt.upper_pos', 'pt.upper_key')}
+  SELECT count(*)::bigint AS present, count(*) FILTER (WHERE ${moves(typed)})::bigint AS eligible, ${checksum} AS checksum
+  FROM ${table.sql} t ${logged('pt.tranche_undone')}
+  WHERE ${groupMatch('pt.group_key')} AND ${inTypedRange}
 ) x
-WHERE pt.run_id = $1
 ORDER BY pt.group_key, pt.seq`;
   return {
     verify,
