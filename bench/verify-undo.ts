@@ -2,7 +2,8 @@
  * What proving and taking back a run cost, against baselines of the same run:
  *   - `verify` of a completed run beside ONE `SELECT count(*)` of the eligible predicate over
  *     the same rows (the run's groups), median of three each; target: at most 2x;
- *   - the undo run's rows/s beside the forward run's (created to completed, from the database);
+ *   - the undo run's rows/s beside the forward run's (created to completed, from the database),
+ *     and counting its start too (the applied log expanded and the plan, before the run exists);
  *   - the applied log's cost: the forward run (which writes the log) beside the same change by a
  *     definition without undo (no log) over the same rows, run once before and once after.
  *
@@ -14,7 +15,7 @@
 import { wholeFlag } from '../src/cli/parse.ts';
 import { getRunStatus } from '../src/runs/run-store.ts';
 import { FIXTURE_DEFINITION, seed } from '../src/seed.ts';
-import { startUndoRun } from '../src/undo/undo.ts';
+import { startUndoRun, type UndoRun } from '../src/undo/undo.ts';
 import { verifyRun } from '../src/verify/verify.ts';
 import { createTestEnv, type TestEnv, testDefinitions, waitFor } from '../test/support/env.ts';
 import { SUBSCRIPTION_NO_UNDO } from '../test/support/fixtures.ts';
@@ -86,8 +87,11 @@ try {
     verifyMs.push(await timed(() => verifyRun(env.db.pool, definitions, forwardRun)));
   }
   const verdict = (await verifyRun(env.db.pool, definitions, forwardRun)).verdict;
+  let undo!: UndoRun;
 
-  const undo = await startUndoRun(env.db, co, definitions, forwardRun);
+  const undoStartMs = await timed(async () => {
+    undo = await startUndoRun(env.db, co, definitions, forwardRun);
+  });
   const back = await rate(env, undo.runId);
   const plainAfter = await plainChange();
   const plain = { rows: plainAfter.rows, seconds: (plainBefore.seconds + plainAfter.seconds) / 2, perSecond: (plainBefore.perSecond + plainAfter.perSecond) / 2 };
@@ -100,6 +104,8 @@ try {
   console.log(`  verify / count(*) = ${f(median(verifyMs) / median(countMs), 2)}x (target: at most 2x)`);
   console.log(`undo run                              ${f(back.rows)} rows in ${f(back.seconds, 2)} s = ${f(back.perSecond)} rows/s (${f(undo.skipped)} left alone)`);
   console.log(`  undo / forward rows/s = ${f(back.perSecond / forward.perSecond, 2)}`);
+  const withStart = back.rows / (back.seconds + undoStartMs / 1000);
+  console.log(`  its start (applied log expanded, plan) ${f(undoStartMs)} ms; counting it ${f(withStart)} rows/s = ${f(withStart / forward.perSecond, 2)}x the forward run`);
   console.log(`same change without undo (no log)     ${f(plain.rows)} rows: ${f(plainBefore.perSecond)} rows/s before, ${f(plainAfter.perSecond)} after, mean ${f(plain.perSecond)}`);
   console.log(`  forward with log / without, rows/s = ${f(forward.perSecond / plain.perSecond, 2)}`);
 } finally {

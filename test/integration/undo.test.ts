@@ -11,6 +11,7 @@ import { createRun, getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
 import { startUndoRun } from '../../src/undo/undo.ts';
+import { repairRun } from '../../src/verify/verify.ts';
 import { runCli } from '../support/cli.ts';
 import { createTestEnv, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
 import { SUBSCRIPTION_NO_UNDO } from '../support/fixtures.ts';
@@ -185,5 +186,49 @@ describe('an undo run survives an instance killed mid-way (I3, I4, I5, I6 for un
     expect(events).toHaveLength(2);
     const { rows: dead } = await env.db.pool.query('SELECT count(*)::int AS n FROM dead_letters');
     expect(dead[0].n).toBe(0);
+  }, 90_000);
+});
+
+describe('a run that changed some rows twice (repaired), undone', () => {
+  let env: TestEnv;
+  let services: Service[] = [];
+  beforeAll(async () => {
+    env = await createTestEnv({ PAGE_SIZE: '100' });
+  });
+  afterAll(async () => {
+    await stopAll(services);
+    await deleteTestTopics(env);
+    await env.cleanup();
+  });
+
+  it('moves them back by their latest applied-log entry', async () => {
+    await seed(env.db, { rows: 2000, groups: 2, changed: 1 });
+    const before = await versions(env);
+    services = await startInstances(env, 1);
+    const co = services[0]!.coordination;
+    const forward = await startTestRun(env, 250, { coordination: co });
+    await completed(env, forward);
+    const migrated = await versions(env);
+    const changed = [...migrated.keys()].filter((id) => migrated.get(id) !== before.get(id));
+    // The application sets 30 rows back; the repair changes them again, later, in the same run:
+    // two entries in its applied log, the second with what the row holds now.
+    const setBack = changed.filter((_, i) => i % 25 === 0).slice(0, 30);
+    await env.db.pool.query('UPDATE subscriptions SET product_version = 1, updated_at = now() - interval \'1 day\' WHERE id = ANY ($1::bigint[])', [setBack]);
+    const definitions = await testDefinitions(env);
+    const { rerun } = await repairRun(env.db, co, definitions, forward);
+    expect(rerun.length).toBeGreaterThan(0);
+    await waitFor(async () => (await getRunStatus(env.db.pool, forward))?.status === 'completed' && (await versions(env)), 60_000, 'the repair');
+    expect([...(await versions(env)).entries()].filter(([id, v]) => v !== migrated.get(id))).toEqual([]);
+    const { rows: twice } = await env.db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT k FROM applied_batches b CROSS JOIN unnest(b.keys) AS k WHERE b.run_id = $1 GROUP BY k HAVING count(*) = 2) x`,
+      [forward],
+    );
+    expect(twice[0]!.n).toBe(setBack.length);
+
+    // With the older entry, these rows would not hold what it says the run wrote: left alone.
+    const undo = await startUndoRun(env.db, co, definitions, forward);
+    expect(undo).toMatchObject({ rows: changed.length, skipped: 0 });
+    await completed(env, undo.runId);
+    expect(await versions(env)).toEqual(before);
   }, 90_000);
 });
