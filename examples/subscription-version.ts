@@ -18,8 +18,10 @@ export default defineMigration({
   set: { product_version: '{target}', updated_at: 'now()' },
   // A replayed or late record changes nothing once the row reached its target.
   guard: 'product_version < {target}',
-  // `tranche verify`: a row at the target is done; one past it was moved by someone else.
-  verify: { reached: 'product_version = {target}', beyond: 'product_version > {target}' },
+  // `tranche verify`: a row at the target is done; one past it was moved by someone else. The
+  // checksum covers the version only: the index holds it (updated_at it does not), so verify
+  // reads the index alone.
+  verify: { reached: 'product_version = {target}', beyond: 'product_version > {target}', checksum: ['product_version'] },
   // `tranche undo RUN`: back to the version the row came from, only while it still holds the target.
   undo: { set: { product_version: '{carried.product_version}', updated_at: 'now()' }, guard: 'product_version = {target}' },
 });

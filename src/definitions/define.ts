@@ -52,8 +52,11 @@ export interface MigrationDefinition {
    * change has reached (the reference: `product_version = {target}`), `beyond` for a row
    * something else moved past it since (`product_version > {target}`). Without it, verify
    * checks only that no row of a partition is still eligible, counts and checksums.
+   * `checksum` names the columns the per-partition checksum covers besides the key (default:
+   * every `set` column); naming only columns an index holds keeps verify an index-only read
+   * (the reference leaves out `updated_at`, which its index does not hold).
    */
-  readonly verify?: { readonly reached: string; readonly beyond?: string };
+  readonly verify?: { readonly reached: string; readonly beyond?: string; readonly checksum?: readonly string[] };
   /**
    * The inverse of the change, for `tranche undo RUN`: `set` moves a row back (it may use
    * `{carried.NAME}`, the value the row had before the run changed it), `guard` says which

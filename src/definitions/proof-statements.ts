@@ -5,9 +5,19 @@
  * completion check and the plan read through the applied log (migrations/0006).
  * Table alias `t`, applied log alias `a`; values are bind parameters, listed in each doc.
  */
+import { createHash } from 'node:crypto';
 import type { Column } from './resolve.ts';
 import { render } from './statements.ts';
 
+
+/**
+ * The prefix of a checksum over a column list the definition chose (verify.checksum), so that
+ * a baseline taken over other columns is told apart (verify.ts): `'<8 hex digits>:' || `, or
+ * nothing for the default list, whose checksums stay as they were before the option existed.
+ */
+function checksumTag(columns: readonly string[] | undefined): string {
+  return columns ? `'${createHash('sha256').update(JSON.stringify(columns)).digest('hex').slice(0, 8)}:' || ` : '';
+}
 
 /** What these statements need of a resolved definition. */
 export interface ProofInput {
@@ -16,7 +26,7 @@ export interface ProofInput {
     eligible: string;
     guard?: string;
     set: Readonly<Record<string, string>>;
-    verify?: { reached: string; beyond?: string };
+    verify?: { reached: string; beyond?: string; checksum?: readonly string[] };
   };
   table: { sql: string };
   key: Column;
@@ -80,11 +90,12 @@ export function buildProofStatements(d: ProofInput, tt: string, undoes: UndoesOp
   const eligible = (target: string) => render(d.definition.eligible, target, null, 'eligible', d.name);
   const guardOf = (target: string, carriedSql: (name: string) => string) =>
     render(d.definition.guard ?? d.definition.eligible, target, carriedSql, 'guard', d.name);
-  const setColumns = Object.keys(d.definition.set);
-  // XOR of one 64-bit hash per row (key and `set` columns): order-free, and one changed row
-  // changes it. Hashing the values as they are, not their text, keeps verify near a count(*).
+  // XOR of one 64-bit hash per row (key and the checksum's columns: every `set` column unless
+  // verify.checksum names them): order-free, and one changed row changes it. Hashing the
+  // values as they are, not their text, keeps verify near a count(*).
   const hashed = (c: string) => (d.hashable?.has(c) ? `t.${quote(c)}` : `t.${quote(c)}::text`);
-  const checksum = `bit_xor(hash_record_extended(ROW(t.${k.sql}, ${setColumns.map(hashed).join(', ')}), 0))::text`;
+  const summed = d.definition.verify?.checksum ?? Object.keys(d.definition.set);
+  const checksum = `${checksumTag(d.definition.verify?.checksum)}bit_xor(hash_record_extended(ROW(t.${k.sql}, ${summed.map(hashed).join(', ')}), 0))::text`;
   const v = d.definition.verify;
   // The partitions' target and bounds are cast to their types once per partition (a
   // materialized list), not once per row by every test that compares a row with the target.
@@ -120,7 +131,7 @@ ORDER BY pt.group_key, pt.seq`;
 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS b(lp, lk, up, uk, i)
 ORDER BY b.i`;
   const after = Object.entries(d.definition.set).map(([, expression]) => `${render(expression, `$2::${tt}`, fromRow, 'set', d.name)}::text`);
-  const effectSample = `SELECT t.${k.sql}::text AS k, ARRAY[${setColumns.map((c) => `t.${quote(c)}::text`).join(', ')}] AS before, ARRAY[${after.join(', ')}] AS after
+  const effectSample = `SELECT t.${k.sql}::text AS k, ARRAY[${Object.keys(d.definition.set).map((c) => `t.${quote(c)}::text`).join(', ')}] AS before, ARRAY[${after.join(', ')}] AS after
 FROM ${table.sql} t
 WHERE ${groupMatch('$1')} AND ${eligible(`$2::${tt}`)} AND ${changes}
 ORDER BY t.${p.sql}, t.${k.sql}

@@ -109,6 +109,10 @@ export function checkShape(def: MigrationDefinition): void {
   if (def.verify !== undefined && (typeof def.verify !== 'object' || def.verify === null || typeof def.verify.reached !== 'string' || def.verify.reached.trim() === '')) {
     throw new DefinitionError(`definition ${label}: verify needs reached, a SQL predicate (e.g. 'version = {target}')`);
   }
+  const summed = def.verify?.checksum;
+  if (summed !== undefined && (!Array.isArray(summed) || summed.length === 0 || !summed.every((c) => typeof c === 'string' && c !== ''))) {
+    throw new DefinitionError(`definition ${label}: verify.checksum must list at least one column name (or be left out: every set column)`);
+  }
   if (def.undo !== undefined) {
     const u = def.undo as { set?: unknown; guard?: unknown } | null;
     if (typeof u !== 'object' || u === null || typeof u.set !== 'object' || u.set === null || Object.keys(u.set).length === 0 || typeof u.guard !== 'string' || u.guard.trim() === '') {
@@ -187,6 +191,7 @@ export async function resolveDefinition(db: Queryable, def: MigrationDefinition)
   const carried = (def.carry ?? []).map((name) => column(def, columns, table, name, 'carry'));
   for (const name of Object.keys(def.set)) column(def, columns, table, name, 'set');
   for (const name of Object.keys(def.undo?.set ?? {})) column(def, columns, table, name, 'undo.set');
+  for (const name of def.verify?.checksum ?? []) column(def, columns, table, name, 'verify.checksum');
   const resolved = { definition: def, name: def.name, table, key, position, group, carried, hashable: await hashableColumns(db, table) };
   const statements = buildStatements(resolved, {
     logApplied: def.undo !== undefined,

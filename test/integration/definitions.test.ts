@@ -175,6 +175,8 @@ describe('bad definitions are refused with one clear line, before anything is wr
     [{ set: { product_version: '{carried.nope}' } }, /names a column that carry does not list/],
     [{ name: 'Bad Name' }, /name must be 1-63 of a-z/],
     [{ schedule: 'every night' }, /schedule must be a cron expression/],
+    [{ verify: { reached: 'product_version = 2', checksum: ['nope'] } }, /verify.checksum "nope" is not a column of/],
+    [{ verify: { reached: 'product_version = 2', checksum: [] } }, /verify.checksum must list at least one column/],
   ])('%j', async (change, message) => {
     const error = await resolveDefinition(env.db.pool, { ...base, ...change } as MigrationDefinition).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DefinitionError);

@@ -9,6 +9,9 @@ import { getRunStatus } from '../../src/runs/run-store.ts';
 import { seed } from '../../src/seed.ts';
 import type { Service } from '../../src/service.ts';
 import { verifyRun } from '../../src/verify/verify.ts';
+import { definitionsOf } from '../../src/definitions/load.ts';
+import { resolveDefinition } from '../../src/definitions/resolve.ts';
+import reference from '../../examples/subscription-version.ts';
 import { runCli } from '../support/cli.ts';
 import { createTestEnv, type TestEnv, testDefinitions, waitFor } from '../support/env.ts';
 import { startTestRun } from '../support/runs.ts';
@@ -102,6 +105,27 @@ describe('tranche verify', () => {
       { id: Math.max(setBackRow, beyondRow), product_version: setBackRow < beyondRow ? 9 : 2 },
     ]);
     expect((await getRunStatus(env.db.pool, runId))?.verdict).toBe(`partitions ${deleted}, ${beyond} do not hold`);
+
+    // The reference's checksum covers product_version only (verify.checksum: its index holds
+    // it). The same definition with the default list (every `set` column, updated_at too)
+    // finds baselines over other columns: it takes new ones and calls nothing changed; then a
+    // write to updated_at alone is seen by it, and not by the reference's own checksum.
+    const { checksum: _checksum, ...verifyDefault } = reference.verify!;
+    const wide = definitionsOf([await resolveDefinition(env.db.pool, { ...reference, verify: verifyDefault })]);
+    const rebased = await verifyRun(env.db.pool, wide, runId);
+    expect(rebased.partitions.map((p) => p.changedSince)).toEqual([false, false, false, false]);
+    await env.db.pool.query(`UPDATE subscriptions SET updated_at = updated_at + interval '1 second' WHERE id = $1`, [await rowOf(env, untouched)]);
+    const touched = await verifyRun(env.db.pool, wide, runId);
+    expect(touched.partitions.find((p) => p.partitionId === untouched)).toMatchObject({ changedSince: true, holds: false });
+    // Back to the reference: its baselines are taken again (first verify), and a later write
+    // to updated_at alone goes unseen by them (second).
+    const definitions = await testDefinitions(env);
+    expect((await verifyRun(env.db.pool, definitions, runId)).partitions.map((p) => p.changedSince)).toEqual([false, false, false, false]);
+    await env.db.pool.query(`UPDATE subscriptions SET updated_at = updated_at + interval '1 second' WHERE id = $1`, [await rowOf(env, untouched)]);
+    const narrow = await verifyRun(env.db.pool, definitions, runId);
+    expect(narrow.partitions.find((p) => p.partitionId === untouched)).toMatchObject({ changedSince: false, holds: true });
+    await env.db.pool.query('UPDATE subscriptions SET product_version = 2 WHERE id = $1', [beyondRow]);
+    expect((await verifyRun(env.db.pool, definitions, runId)).partitions.find((p) => p.partitionId === beyond)).toMatchObject({ changedSince: true });
 
     const unknown = await runCli(['verify', '999999'], env.env);
     expect(unknown.code).toBe(2);
