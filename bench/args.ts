@@ -31,3 +31,17 @@ export function benchArgs<const T extends ParseArgsOptionsConfig>(sourceUrl: str
     process.exit(2);
   }
 }
+
+/** `--env KEY=VALUE` flags as an object; a flag without `=` ends the process with exit 2. */
+export function envPairs(flags: readonly string[] | undefined): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const kv of flags ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq < 1) {
+      console.error(`--env takes KEY=VALUE (got "${kv}")`);
+      process.exit(2);
+    }
+    pairs[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return pairs;
+}

@@ -49,7 +49,7 @@ import { ensureTopics } from '../src/service.ts';
 import { createStreamClient } from '../src/stream/kafka.ts';
 import { renderChart } from './chart.ts';
 import { addSummaryRow } from './summary.ts';
-import { benchArgs } from './args.ts';
+import { benchArgs, envPairs } from './args.ts';
 import { resetSubscriptions } from './data-set.ts';
 import { CLK_TCK, parseStat } from './proc.ts';
 
@@ -84,15 +84,7 @@ const layout: SeedLayout = args.layout;
 const instanceCounts = String(args.instances)
   .split(',')
   .map((s) => wholeFlag('instances', s.trim(), 1));
-const extraEnv: Record<string, string> = {};
-for (const kv of args.env ?? []) {
-  const eq = kv.indexOf('=');
-  if (eq < 1) {
-    console.error(`--env takes KEY=VALUE (got "${kv}")`);
-    process.exit(2);
-  }
-  extraEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
-}
+const extraEnv = envPairs(args.env);
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = args['serve-bin'] ? String(args['serve-bin']) : `${ROOT}bin/tranche.js`;

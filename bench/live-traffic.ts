@@ -14,7 +14,9 @@
  *
  *   node bench/live-traffic.ts [--rows 1000000] [--products 20] [--clients 4]
  *                              [--idle-seconds 20] [--chunk-seconds 5] [--partition-size 20000]
- *                              [--reuse] [--timeout 900]
+ *                              [--reuse] [--timeout 900] [--env KEY=VALUE]...
+ * --env sets a setting of the protected phase only (e.g. PAGE_TARGET_MS=100), to try
+ * protection other than the defaults.
  *
  * It works in its own schema (`bench_live`), Redis prefix, topics and consumer group. Speed
  * never fails anything: this prints figures (docs/benchmarks.md).
@@ -29,7 +31,7 @@ import type { Db } from '../src/db.ts';
 import { startManualRun } from '../src/identification/identify.ts';
 import { getRunStatus } from '../src/runs/run-store.ts';
 import { FIXTURE_DEFINITION, FIXTURE_MIGRATION, seed } from '../src/seed.ts';
-import { benchArgs } from './args.ts';
+import { benchArgs, envPairs } from './args.ts';
 import { resetSubscriptions } from './data-set.ts';
 
 const args = benchArgs(import.meta.url, {
@@ -41,6 +43,7 @@ const args = benchArgs(import.meta.url, {
   'partition-size': { type: 'string', default: '20000' },
   reuse: { type: 'boolean', default: false },
   timeout: { type: 'string', default: '900' },
+  env: { type: 'string', multiple: true, default: [] },
 });
 const rows = wholeFlag('rows', args.rows, 1);
 const products = wholeFlag('products', args.products, 1);
@@ -71,7 +74,7 @@ const UNPROTECTED = {
   PAGE_SIZE_ADAPTIVE: 'false',
 };
 /** Protection on its defaults, with adaptive pages (off by default) turned on. */
-const PROTECTED = { PAGE_SIZE_ADAPTIVE: 'true' };
+const PROTECTED = { PAGE_SIZE_ADAPTIVE: 'true', ...envPairs(args.env) };
 const env: NodeJS.ProcessEnv = { ...process.env, ...BENCH_ENV, INSTANCE_ID: 'bench-live', LOG_LEVEL: process.env.LOG_LEVEL || 'warn' };
 const ctx = createContext({}, env);
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
