@@ -161,7 +161,7 @@ export interface Config {
    * PAGE_SIZE_MAX rows again. Off: every page is PAGE_SIZE (false).
    */
   readonly pageSizeAdaptive: boolean;
-  /** PAGE_TARGET_MS: the time an adaptive page aims at, for the worker to produce it and for the applier to apply it (500). */
+  /** PAGE_TARGET_MS: the time an adaptive page aims at, for the worker to produce it and for the applier to apply it (50; docs/operations.md says why). */
   readonly pageTargetMs: number;
   /** PAGE_SIZE_MIN: smallest adaptive page (100). */
   readonly pageSizeMin: number;
@@ -227,7 +227,7 @@ const DEFAULTS = {
   HEALTH_PROBE_MAX_MS: '50',
   HEALTH_CRITICAL_FACTOR: 'off',
   PAGE_SIZE_ADAPTIVE: 'false',
-  PAGE_TARGET_MS: '500',
+  PAGE_TARGET_MS: '50',
   PAGE_SIZE_MIN: '100',
   PAGE_SIZE_MAX: '10000',
   WINDOW: '',

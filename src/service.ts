@@ -13,7 +13,7 @@ import { type Coordination, createCoordination } from './coordination/redis.ts';
 import { createThrottle, getThrottleLimit } from './coordination/throttle.ts';
 import { startHealthMonitor } from './health/monitor.ts';
 import { createHealthGate, readHealthState } from './health/state.ts';
-import { adaptivePageSize, applyRates, type PageSizer } from './worker/page-size.ts';
+import { adaptivePageSize, applyChunk, applyRates, type PageSizer } from './worker/page-size.ts';
 import type { Config } from './config.ts';
 import { createApplier } from './consumer/update-consumer.ts';
 import { startNightly } from './cron/nightly.ts';
@@ -238,6 +238,9 @@ export async function startService(config: Config, log: Logger, options: Service
       log,
       definitions,
       topicDeadLetters: config.topicDeadLetters,
+      // With adaptive pages, a backlog is applied in statements of about the target time too
+      // (row locks held no longer than a page's), between the page floor and 5,000.
+      chunkSize: config.pageSizeAdaptive ? (migration) => applyChunk(applied.rowsPerMs(migration), config) : undefined,
       onApplied: (e) => {
         applied.observe(e.migration, e.records, e.applyMs);
         metrics.rowsApplied.inc(e.changed);

@@ -25,8 +25,12 @@ export interface ApplierDeps {
   topicDeadLetters: string;
   /** The definitions this instance applies records of; a record of another is a dead letter. */
   definitions: Definitions;
-  /** Most records applied by one statement. */
-  chunkSize?: number;
+  /**
+   * Most records applied by one statement (default 5,000), or a function of the migration
+   * asked once per batch (adaptive pages: what applies in about the target time), so that a
+   * backlog of several pages is applied in statements no longer than one page's.
+   */
+  chunkSize?: number | ((migration: string) => number);
   /** Called with a run whose counter reached zero (or was lost): it may be complete. */
   onRunMaybeDone(runId: number): void;
   /**
@@ -99,7 +103,7 @@ const text = (bytes: Buffer | null): string | null => (bytes === null ? null : b
 const NUMERIC_KEY = /^(bigint|integer|smallint)$/;
 
 export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Promise<void> {
-  const chunkSize = deps.chunkSize ?? 5000;
+  const chunkSizeOf = typeof deps.chunkSize === 'function' ? deps.chunkSize : (() => (deps.chunkSize as number | undefined) ?? 5000);
   const fields: RecordFields = { migration: null, runId: 0, partitionId: 0, key: '', target: null, carried: [] };
   // Version 1 records name no migration: their run does (runs never change migration).
   const runMigration = new Map<number, string | null>();
@@ -115,6 +119,7 @@ export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Prom
     const { messages } = batch;
     const unique = latestPerKey(columns, NUMERIC_KEY.test(definition.key.type));
     const letters: DeadLetter[] = [];
+    const chunkSize = Math.max(1, chunkSizeOf(definition.name));
     for (let start = 0; start < unique.length; start += chunkSize) {
       const chunk = unique.slice(start, start + chunkSize);
       // One statement applies the chunk and counts it on its partitions (one round trip, one

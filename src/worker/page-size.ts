@@ -124,3 +124,20 @@ export function applyRates(options: ApplyRateOptions = {}): ApplyRates {
     },
   };
 }
+
+/** Most records of one apply statement: 5,000, or with adaptive pages what applies in about the target time. */
+export const APPLY_CHUNK_MAX = 5000;
+
+/**
+ * The records one apply statement takes with adaptive pages: what the measured apply rate
+ * applies in the target time, between the page floor and APPLY_CHUNK_MAX; the maximum while
+ * no rate is known yet.
+ *
+ * @example
+ *   applyChunk(2, { pageTargetMs: 500, pageSizeMin: 100 });    // 1000
+ *   applyChunk(null, { pageTargetMs: 500, pageSizeMin: 100 }); // 5000
+ */
+export function applyChunk(rowsPerMs: number | null, settings: { pageTargetMs: number; pageSizeMin: number }): number {
+  if (rowsPerMs === null) return APPLY_CHUNK_MAX;
+  return Math.min(APPLY_CHUNK_MAX, Math.max(settings.pageSizeMin, Math.round(rowsPerMs * settings.pageTargetMs)));
+}

@@ -227,7 +227,8 @@ describe('update stream', () => {
 
     // Replay: a second consumer group runs the same applier over the whole topic, with a
     // completion tracker that tries to complete the run whenever the applier asks, and once
-    // more at the end.
+    // more at the end. Its statements take at most 7 records (the chunk size adaptive pages
+    // set from the apply rate, asked per migration and batch).
     const completion = new CompletionTracker({
       db: env.db,
       stream,
@@ -237,7 +238,7 @@ describe('update stream', () => {
       instanceId: 'replay',
       definitions: await testDefinitions(env),
     });
-    const applied = { records: 0, changed: 0 };
+    const applied = { records: 0, changed: 0, largest: 0, asked: new Set<string>() };
     const consumer = await stream.consume({
       groupId: replayGroup,
       topic: env.config.topicUpdates,
@@ -249,9 +250,14 @@ describe('update stream', () => {
         definitions: await testDefinitions(env),
         topicDeadLetters: env.config.topicDeadLetters,
         onRunMaybeDone: (id) => void completion.maybeComplete(id, true),
+        chunkSize: (migration) => {
+          applied.asked.add(migration);
+          return 7;
+        },
         onApplied: (e) => {
           applied.records += e.records;
           applied.changed += e.changed;
+          applied.largest = Math.max(applied.largest, e.records);
         },
       }),
     });
@@ -262,6 +268,8 @@ describe('update stream', () => {
 
     expect(applied.records).toBeGreaterThanOrEqual(seeded.eligible);
     expect(applied.changed).toBe(0);
+    expect(applied.largest).toBe(7);
+    expect([...applied.asked]).toEqual([FIXTURE_MIGRATION]);
     expect(await fingerprint(env)).toBe(before.rows);
     expect((await env.db.pool.query('SELECT id, rows_applied FROM partitions ORDER BY id')).rows).toEqual(before.partitions);
     expect(await co.getOutstanding(runId)).toBe(1000);

@@ -89,7 +89,7 @@ describe('loadConfig', () => {
     expect(c.healthProbeQuery).toBeNull();
     expect(c.healthCriticalFactor).toBeNull();
     expect(c.pageSizeAdaptive).toBe(false);
-    expect(c.pageTargetMs).toBe(500);
+    expect(c.pageTargetMs).toBe(50);
     expect(c.window).toBeNull();
     const off = loadConfig({ HEALTH_MAX_REPLICA_LAG_MS: 'off', PAGE_SIZE_ADAPTIVE: 'on', WINDOW: '01:00-05:00', WINDOW_TIMEZONE: 'Europe/Paris' });
     expect(off.healthMaxReplicaLagMs).toBeNull();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { adaptivePageSize, applyRates, fixedPageSize } from '../../src/worker/page-size.ts';
+import { adaptivePageSize, APPLY_CHUNK_MAX, applyChunk, applyRates, fixedPageSize } from '../../src/worker/page-size.ts';
 
 describe('page size', () => {
   it('stays fixed when asked to', () => {
@@ -94,5 +94,13 @@ describe('page size', () => {
     pages.observe(100, 100, 50);
     expect(pages.next()).toBe(150);
     expect(() => applyRates({ weight: 0 })).toThrow(RangeError);
+  });
+
+  it('sizes apply statements to the target time, between the page floor and the maximum', () => {
+    const settings = { pageTargetMs: 500, pageSizeMin: 100 };
+    expect(applyChunk(null, settings)).toBe(APPLY_CHUNK_MAX);
+    expect(applyChunk(2, settings)).toBe(1000);
+    expect(applyChunk(0.01, settings)).toBe(100);
+    expect(applyChunk(1000, settings)).toBe(APPLY_CHUNK_MAX);
   });
 });
