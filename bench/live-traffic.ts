@@ -15,16 +15,23 @@
  *   node bench/live-traffic.ts [--rows 1000000] [--products 20] [--clients 4]
  *                              [--idle-seconds 20] [--chunk-seconds 5] [--partition-size 20000]
  *                              [--reuse] [--timeout 900] [--env KEY=VALUE]...
+ *                              [--replica] [--replay-share 0.2]
  * --env sets a setting of the protected phase only (e.g. PAGE_TARGET_MS=100), to try
  * protection other than the defaults.
+ * --replica adds a fifth phase: the protected run again, with a streaming hot standby of the
+ * local PostgreSQL (scripts/stack.sh replica-up) whose replay is slowed (paused, then resumed
+ * for --replay-share of every 100 ms), its replay lag sampled every 100 ms on the primary
+ * (pg_stat_replication, what the replica-lag signal reads) and printed against
+ * HEALTH_MAX_REPLICA_LAG_MS; the standby is stopped afterwards.
  *
  * It works in its own schema (`bench_live`), Redis prefix, topics and consumer group. Speed
  * never fails anything: this prints figures (docs/benchmarks.md).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { wholeFlag } from '../src/cli/parse.ts';
 import { createContext } from '../src/cli/context.ts';
 import type { Db } from '../src/db.ts';
@@ -44,6 +51,8 @@ const args = benchArgs(import.meta.url, {
   reuse: { type: 'boolean', default: false },
   timeout: { type: 'string', default: '900' },
   env: { type: 'string', multiple: true, default: [] },
+  replica: { type: 'boolean', default: false },
+  'replay-share': { type: 'string', default: '0.2' },
 });
 const rows = wholeFlag('rows', args.rows, 1);
 const products = wholeFlag('products', args.products, 1);
@@ -52,6 +61,11 @@ const idleSeconds = wholeFlag('idle-seconds', args['idle-seconds'], 1);
 const chunkSeconds = wholeFlag('chunk-seconds', args['chunk-seconds'], 1);
 const partitionSize = wholeFlag('partition-size', args['partition-size'], 1);
 const timeoutS = wholeFlag('timeout', args.timeout, 1);
+const replayShare = Number(args['replay-share']);
+if (!(replayShare > 0 && replayShare <= 1)) {
+  console.error(`--replay-share takes a share of the time in (0, 1] (got "${args['replay-share']}")`);
+  process.exit(2);
+}
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BENCH_ENV = {
@@ -142,9 +156,14 @@ interface AppFigures {
   max: number;
 }
 
+/** The q-quantile of ascending values (NaN for none). */
+function quantile(sorted: ArrayLike<number>, q: number): number {
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
 function figures(latenciesUs: number[], seconds: number): AppFigures {
   const sorted = Float64Array.from(latenciesUs).sort();
-  const at = (q: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! / 1000);
+  const at = (q: number) => quantile(sorted, q) / 1000;
   return { tps: sorted.length / seconds, p50: at(0.5), p99: at(0.99), p999: at(0.999), max: sorted.length ? sorted[sorted.length - 1]! / 1000 : Number.NaN };
 }
 
@@ -230,6 +249,70 @@ async function trancheRun(db: Db, extraEnv: Record<string, string>, logFile: str
   }
 }
 
+// --- A slow replica --------------------------------------------------------------------------------
+
+const STACK = `${ROOT}scripts/stack.sh`;
+
+interface SlowReplica {
+  /** Stops slowing and sampling; the lag samples (ms) taken while the migration ran. */
+  stop(): Promise<number[]>;
+}
+
+/**
+ * Slows the standby's replay (paused, resumed for `replayShare` of every 100 ms) and samples
+ * the primary's view of its replay lag every 100 ms.
+ */
+async function slowReplica(db: Db): Promise<SlowReplica> {
+  const url = new URL(ctx.config.databaseUrl);
+  const standby = new pg.Client({ host: url.hostname, port: Number(process.env.TRANCHE_REPLICA_PORT ?? 5433), user: decodeURIComponent(url.username || 'postgres'), database: url.pathname.slice(1) || 'postgres' });
+  await standby.connect();
+  let stopping = false;
+  let failure: unknown = null;
+  // A loop that fails stops both; stop() reports it (never an unhandled rejection mid-run).
+  const failed = (error: unknown) => {
+    failure ??= error;
+    stopping = true;
+  };
+  const samples: number[] = [];
+  // A statement on a standby can be cancelled by a recovery conflict (40001): asked again.
+  const onStandby = async (text: string) => {
+    for (;;) {
+      try {
+        return await standby.query(text);
+      } catch (error) {
+        if ((error as { code?: string }).code !== '40001') throw error;
+      }
+    }
+  };
+  const slowing = (async () => {
+    while (!stopping) {
+      await onStandby('SELECT pg_wal_replay_pause()');
+      await sleep(100 * (1 - replayShare));
+      await onStandby('SELECT pg_wal_replay_resume()');
+      await sleep(100 * replayShare);
+    }
+  })().catch(failed);
+  const sampling = (async () => {
+    while (!stopping) {
+      const { rows } = await db.pool.query<{ ms: number | null }>(
+        `SELECT max(extract(epoch FROM replay_lag))::float8 * 1000 AS ms FROM pg_stat_replication WHERE application_name = 'tranche-replica'`,
+      );
+      samples.push(rows[0]?.ms ?? 0);
+      await sleep(100);
+    }
+  })().catch(failed);
+  return {
+    async stop() {
+      stopping = true;
+      await Promise.all([slowing, sampling]);
+      await onStandby('SELECT pg_wal_replay_resume()').catch(() => {});
+      await standby.end();
+      if (failure) throw failure;
+      return samples;
+    },
+  };
+}
+
 // --- Main ------------------------------------------------------------------------------------------
 
 interface Phase {
@@ -268,12 +351,38 @@ async function main(): Promise<number> {
     const bulk = await measure(db, maxId, dir, 'bulk', () => bulkUpdate(db));
     const free = await measure(db, maxId, dir, 'tranche', () => trancheRun(db, UNPROTECTED, `${logs}tranche.log`));
     const safe = await measure(db, maxId, dir, 'protected', () => trancheRun(db, PROTECTED, `${logs}protected.log`));
+    let lagged: { phase: Phase; lag: number[]; baseline: number[] } | null = null;
+    if (args.replica) {
+      execFileSync('bash', [STACK, 'replica-up'], { stdio: 'inherit', timeout: 600_000 });
+      try {
+        let baseline: number[] = [];
+        let lag: number[] = [];
+        // The baseline: the slowed replica's lag under the application's load alone.
+        const alone = await slowReplica(db);
+        try {
+          await measure(db, maxId, dir, 'idle, slow replica', null);
+        } finally {
+          baseline = await alone.stop();
+        }
+        const phase = await measure(db, maxId, dir, 'protected, slow replica', async () => {
+          const replica = await slowReplica(db);
+          try {
+            return await trancheRun(db, PROTECTED, `${logs}replica.log`);
+          } finally {
+            lag = await replica.stop();
+          }
+        });
+        lagged = { phase, lag, baseline };
+      } finally {
+        execFileSync('bash', [STACK, 'replica-down'], { stdio: 'inherit', timeout: 120_000 });
+      }
+    }
 
     const x = (a: number, b: number) => `${fmt(a / b, 2)}x`;
     out('');
     out('| while | tx/s | p50 ms | p99 ms | p99.9 ms | max ms | migration rows/s |');
     out('| --- | --- | --- | --- | --- | --- | --- |');
-    for (const p of [idle, bulk, free, safe]) {
+    for (const p of [idle, bulk, free, safe, ...(lagged ? [lagged.phase] : [])]) {
       const a = p.app;
       const rate = p.migrationSeconds === null ? '' : fmt(rows / p.migrationSeconds);
       const vsIdle = p === idle ? '' : ` (${x(a.tps, idle.app.tps)})`;
@@ -285,6 +394,17 @@ async function main(): Promise<number> {
     out(`  app p99 at most 2x idle: ${fmt(safe.app.p99, 2)} ms against ${fmt(2 * idle.app.p99, 2)} ms (${x(safe.app.p99, idle.app.p99)} idle)`);
     out(`  app max under 100 ms: ${fmt(safe.app.max, 1)} ms`);
     out(`  tranche at least 0.5x its unthrottled rate: ${x(free.migrationSeconds! / safe.migrationSeconds!, 1)}`);
+    if (lagged) {
+      const limit = ctx.config.healthMaxReplicaLagMs;
+      const describe = (samples: number[]) => {
+        const sorted = [...samples].sort((a, b) => a - b);
+        const over = limit === null ? 0 : samples.filter((ms) => ms > limit).length;
+        return `max ${fmt(sorted.at(-1) ?? 0)} ms, p99 ${fmt(quantile(sorted, 0.99))} ms, median ${fmt(quantile(sorted, 0.5))} ms (${fmt(over)} of ${fmt(samples.length)} samples over the limit)`;
+      };
+      out(`  a replica replaying ${fmt(replayShare * 100)} % of the time, replay lag against the limit ${limit === null ? 'off' : `${fmt(limit)} ms`}:`);
+      out(`    the application alone: ${describe(lagged.baseline)}`);
+      out(`    the application and tranche protected: ${describe(lagged.lag)}; tranche ${x(free.migrationSeconds! / lagged.phase.migrationSeconds!, 1)} of its unthrottled rate`);
+    }
     out(`  (instance logs in ${logs})`);
     return 0;
   } finally {
