@@ -113,6 +113,8 @@ export async function startService(config: Config, log: Logger, options: Service
     return status;
   };
 
+  /** Update records the applier group has not committed yet, over every topic partition. */
+  const updatesLag = async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0);
   const metrics = createMetrics({
     db,
     instanceId: config.instanceId,
@@ -140,7 +142,7 @@ export async function startService(config: Config, log: Logger, options: Service
     prefix: config.redisPrefix,
     intervalMs: Math.max(1000, config.reconcileIntervalMs),
     log,
-    totalLag: async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0),
+    totalLag: updatesLag,
   });
 
   const health = createHealthGate(coordination.client, config.redisPrefix);
@@ -172,7 +174,7 @@ export async function startService(config: Config, log: Logger, options: Service
     instanceId: config.instanceId,
     definitions,
     stallAfterMs: config.runStallAfterMs,
-    updatesLag: async () => (await stream.lag(config.kafkaGroupId, config.topicUpdates)).reduce((sum, p) => sum + p.lag, 0),
+    updatesLag,
   });
 
   const executor = new TaskExecutor({

@@ -16,6 +16,7 @@ import type { Logger } from '../logger.ts';
 import { loadSql } from '../sql.ts';
 import type { IncomingBatch, StreamClient } from '../stream/kafka.ts';
 import { decodeUpdateRecord, type RecordFields } from '../stream/update-record.ts';
+import { APPLY_CHUNK_MAX } from '../worker/page-size.ts';
 
 export interface ApplierDeps {
   db: Db;
@@ -26,7 +27,7 @@ export interface ApplierDeps {
   /** The definitions this instance applies records of; a record of another is a dead letter. */
   definitions: Definitions;
   /**
-   * Most records applied by one statement (default 5,000), or a function of the migration
+   * Most records applied by one statement (default APPLY_CHUNK_MAX, 5,000), or a function of the migration
    * asked once per batch (adaptive pages: what applies in about the target time), so that a
    * backlog of several pages is applied in statements no longer than one page's.
    */
@@ -103,7 +104,8 @@ const text = (bytes: Buffer | null): string | null => (bytes === null ? null : b
 const NUMERIC_KEY = /^(bigint|integer|smallint)$/;
 
 export function createApplier(deps: ApplierDeps): (batch: IncomingBatch) => Promise<void> {
-  const chunkSizeOf = typeof deps.chunkSize === 'function' ? deps.chunkSize : (() => (deps.chunkSize as number | undefined) ?? 5000);
+  const fixedChunk = typeof deps.chunkSize === 'number' ? deps.chunkSize : APPLY_CHUNK_MAX;
+  const chunkSizeOf = typeof deps.chunkSize === 'function' ? deps.chunkSize : () => fixedChunk;
   const fields: RecordFields = { migration: null, runId: 0, partitionId: 0, key: '', target: null, carried: [] };
   // Version 1 records name no migration: their run does (runs never change migration).
   const runMigration = new Map<number, string | null>();

@@ -47,6 +47,22 @@ async function lockUndoOf(tx: Queryable, undoOf: number): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tranche:undo:${undoOf}`]);
 }
 
+/** Refuses (UserError) while a run undoes `undoOf` already, or a run of `migrations` is active. */
+async function refuseWhileActive(db: Queryable, undoOf: number, migrations: string[]): Promise<void> {
+  const active = await db.query<{ id: number; migration: string; undo_of: number | null }>(
+    `SELECT id, migration, undo_of FROM migration_runs
+     WHERE (undo_of = $1 OR migration = ANY ($2::text[])) AND status IN ('identifying', 'running', 'paused') ORDER BY id`,
+    [undoOf, migrations],
+  );
+  const busy = active.rows[0];
+  if (!busy) return;
+  throw new UserError(
+    busy.undo_of === undoOf
+      ? `run ${busy.id} is already undoing run ${undoOf}; wait for it or cancel it`
+      : `run ${busy.id} of ${busy.migration} is still active; wait for it or cancel it before undoing run ${undoOf}`,
+  );
+}
+
 /**
  * Starts the run that undoes `undoOf`. Refused (UserError, nothing written) for an unknown
  * run, a run not finished (identifying, running, paused), a definition without an inverse, a
@@ -73,6 +89,10 @@ export async function startUndoRun(
     throw new UserError(`run ${undoOf} is ${run.status}; undo it once it has completed (or cancel it first)`);
   }
   const undoing = definition.statements.undoing!;
+  // Runs moving the same rows the other way at once would undo each other: refused before the
+  // log is expanded, and again under the lock that creates the run.
+  const both = [definition.name, definition.inverse?.name ?? run.migration];
+  await refuseWhileActive(db.pool, undoOf, both);
   // The applied log is one row per applied batch (the forward run pays one insert per batch);
   // the undo reads it one row per changed row, expanded once here.
   const expanded = await inTransaction(db.pool, async (tx) => {
@@ -93,21 +113,7 @@ export async function startUndoRun(
   const rows = moves.reduce((s, r) => s + Number(r.n), 0);
   const created = await inTransaction(db.pool, async (tx) => {
     await lockUndoOf(tx, undoOf);
-    // Runs moving the same rows the other way at once would undo each other.
-    const both = [definition.name, definition.inverse?.name ?? run.migration];
-    const active = await tx.query<{ id: number; migration: string; undo_of: number | null }>(
-      `SELECT id, migration, undo_of FROM migration_runs
-       WHERE (undo_of = $1 OR migration = ANY ($2::text[])) AND status IN ('identifying', 'running', 'paused') ORDER BY id`,
-      [undoOf, both],
-    );
-    const busy = active.rows[0];
-    if (busy) {
-      throw new UserError(
-        busy.undo_of === undoOf
-          ? `run ${busy.id} is already undoing run ${undoOf}; wait for it or cancel it`
-          : `run ${busy.id} of ${busy.migration} is still active; wait for it or cancel it before undoing run ${undoOf}`,
-      );
-    }
+    await refuseWhileActive(tx, undoOf, both);
     const inserted = await tx.query<{ id: number }>(
       `INSERT INTO migration_runs (migration, trigger, status, partition_size, max_partitions, identified_at, undo_of, undo_skipped)
        VALUES ($1, 'manual', 'running', $2, $3, now(), $4, $5) RETURNING id`,

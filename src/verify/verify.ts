@@ -35,7 +35,7 @@ export interface PartitionVerdict {
   vanished: number;
   /** Rows moved beyond the target since the baseline (null without `verify.beyond`). */
   beyondSince: number | null;
-  /** The checksum of the key and `set` columns differs from the baseline's. */
+  /** The checksum (key and `set` columns, or `verify.checksum`'s) differs from a comparable baseline's. */
   changedSince: boolean;
   /** When the baseline was taken (null: this verification takes it, or the run is not completed). */
   baselineAt: string | null;
@@ -81,17 +81,17 @@ export function verdictOf(failing: readonly number[]): string {
   return `partition${failing.length > 1 ? 's' : ''} ${failing.join(', ')} do${failing.length > 1 ? '' : 'es'} not hold`;
 }
 
-/**
- * Verifies a run, records its verdict, and on a completed run stores the baseline of every
- * partition that has none. Throws a UserError for an unknown run, a run still identifying,
- * or a run of a definition this process did not load.
- */
 /** Whether two checksums cover the same columns: the same `hex:` prefix, or none (verify.checksum, proof-statements.ts). */
 function comparable(a: string, b: string): boolean {
   const tag = (c: string) => /^[0-9a-f]{8}:/.exec(c)?.[0] ?? '';
   return tag(a) === tag(b);
 }
 
+/**
+ * Verifies a run, records its verdict, and on a completed run stores the baseline of every
+ * partition that has none. Throws a UserError for an unknown run, a run still identifying,
+ * or a run of a definition this process did not load.
+ */
 export async function verifyRun(db: Queryable, definitions: Definitions, runId: number): Promise<RunVerification> {
   const run = (
     await db.query<{ migration: string; status: RunStatus; undo_of: number | null }>('SELECT migration, status, undo_of FROM migration_runs WHERE id = $1', [runId])

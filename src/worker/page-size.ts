@@ -17,8 +17,8 @@
  * share (its Kafka partitions) of every migration's records, so each sees the same rate.
  * A rate not refreshed for a while (this instance applies none of that migration any more)
  * is forgotten, and pages follow their own time only. Records are applied in the consumer's
- * batches, not by page, and after the lag of the topic: the apply rate bounds the page, it
- * does not bound the rows one apply statement takes when the consumer is behind.
+ * batches, not by page, and after the lag of the topic: when the consumer is behind, a batch
+ * holds several pages, so the applier splits it by the same rate ({@link applyChunk}).
  *
  * The resume guarantee does not depend on the size: the offset saved after a page is its last
  * row, so a crash produces at most that one page again, whatever size it had.

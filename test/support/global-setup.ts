@@ -6,18 +6,7 @@
  * (The machines this project is built on have no Docker engine, so that path is not
  * exercised by its CI.)
  */
-import { createServer } from 'node:net';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+import { freePort } from './ports.ts';
 
 export default async function setup(): Promise<(() => Promise<void>) | undefined> {
   if (process.env.TRANCHE_TESTCONTAINERS !== '1') return undefined;
