@@ -166,6 +166,12 @@ describe('an undo run survives an instance killed mid-way (I3, I4, I5, I6 for un
     expect(started.code, started.stderr).toBe(0);
     const undo = JSON.parse(started.stdout) as { runId: number; rows: number; skipped: number };
     expect(undo).toMatchObject({ rows: 3000, skipped: 0 });
+    // A second undo of the same run while this one goes on is refused, and writes no run.
+    const runsBefore = (await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs')).rows[0].n;
+    const twice = await runCli(['undo', String(forward)], env.env);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toBe(`tranche: run ${undo.runId} is already undoing run ${forward}; wait for it or cancel it\n`);
+    expect((await env.db.pool.query('SELECT count(*)::int AS n FROM migration_runs')).rows[0].n).toBe(runsBefore);
     await waitFor(async () => ((await getRunStatus(env.db.pool, undo.runId))?.rows.applied ?? 0) >= 400, 30_000, 'the undo to be under way');
     instances[0]!.child.kill('SIGKILL');
     const mid = await getRunStatus(env.db.pool, undo.runId);
